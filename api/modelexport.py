@@ -1,0 +1,136 @@
+"""ModelExport: turn a trained adapter into a shippable artifact and publish it."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Final, Literal
+
+from pydantic import Field
+
+from tuneforge.api.base import (
+    API_VERSION,
+    AdapterUri,
+    ApiModel,
+    Condition,
+    DnsLabel,
+    ModelUri,
+    ObjectMeta,
+    OutputUri,
+    SecretKeyRef,
+)
+from tuneforge.api.cel import CelRule
+
+KIND: Final = "ModelExport"
+PLURAL: Final = "modelexports"
+
+Quantization = Literal["f16", "bf16", "q8_0", "q6_K", "q5_K_M", "q5_K_S", "q4_K_M", "q4_K_S", "q4_0"]
+
+
+class ExportSource(ApiModel):
+    """What to export: a FineTuneJob's result, or an adapter plus its base model."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="has(self.fineTuneJob) != (has(self.adapter) || has(self.baseModel))",
+            message="spec.source: set fineTuneJob, or adapter and baseModel, not both",
+        ),
+        CelRule(
+            rule="has(self.fineTuneJob) || (has(self.adapter) && has(self.baseModel))",
+            message="spec.source: adapter and baseModel go together",
+        ),
+    )
+
+    fine_tune_job: DnsLabel | None = None
+    """Name of a FineTuneJob in this namespace; the export waits until it succeeds."""
+    adapter: AdapterUri | None = None
+    """URI of a trained adapter."""
+    base_model: ModelUri | None = None
+    """URI of the adapter's base model."""
+
+
+class HubDestination(ApiModel):
+    """A Hugging Face Hub model repository."""
+
+    repo: Annotated[
+        str, Field(max_length=96, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+    ]
+    """Repository id, org/name."""
+    private: bool = True
+    """Create the repository as private."""
+    token_secret_ref: SecretKeyRef
+    """Secret key holding a Hub token with write access."""
+
+
+class Destination(ApiModel):
+    """One place to publish to: a URI or a Hub repository."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="has(self.uri) != has(self.huggingface)",
+            message="each destination sets exactly one of uri and huggingface",
+        ),
+    )
+
+    uri: OutputUri | None = None
+    """gs://, s3:// or file:// prefix."""
+    huggingface: HubDestination | None = None
+    """A Hugging Face Hub repository."""
+
+
+class ModelExportSpec(ApiModel):
+    """What to build and where to publish it."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="!has(self.quantization) || self.format == 'gguf'",
+            message="spec.quantization applies to format gguf only",
+            field_path=".quantization",
+        ),
+    )
+
+    source: ExportSource
+    """The adapter to export."""
+    format: Literal["adapter", "merged", "gguf", "adapter-gguf"] = "adapter"
+    """adapter, merged (adapter folded into the base), gguf (merged, for llama.cpp),
+    or adapter-gguf (the adapter alone as GGUF)."""
+    quantization: Quantization | None = None
+    """GGUF quantization (format gguf); q8_0 when unset."""
+    destinations: Annotated[list[Destination], Field(min_length=1, max_length=16)]
+    """Where to publish."""
+    archive: Literal["none", "zip"] = "none"
+    """Publish a folder as is, or as one zip file."""
+
+
+class ExportArtifact(ApiModel):
+    """One published artifact."""
+
+    destination: Annotated[str, Field(max_length=2048)]
+    """Where it was published."""
+    bytes: Annotated[int, Field(ge=0)] | None = None
+    """Size."""
+    sha256: Annotated[str, Field(max_length=64)] | None = None
+    """Digest of the artifact."""
+    reused: bool = False
+    """True when an identical artifact was already there."""
+
+
+class ModelExportStatus(ApiModel):
+    """Observed state of an export."""
+
+    observed_generation: int | None = None
+    """The .metadata.generation the operator last acted on."""
+    conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
+    """Succeeded and others."""
+    job_name: Annotated[str, Field(max_length=63)] | None = None
+    """The batch/v1 Job running the export."""
+    artifacts: Annotated[list[ExportArtifact], Field(max_length=16)] = Field(default_factory=list)
+    """One entry per destination."""
+
+
+class ModelExport(ApiModel):
+    """An export as a Kubernetes object."""
+
+    api_version: Literal["tuneforge.io/v1alpha1"] = API_VERSION
+    kind: Literal["ModelExport"] = KIND
+    metadata: ObjectMeta
+    spec: ModelExportSpec
+    status: ModelExportStatus | None = None
