@@ -1,0 +1,69 @@
+"""kopf handlers: a few lines each, the work is in ``reconcile``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import kopf
+
+from tuneforge.api.base import GROUP, VERSION
+from tuneforge.api.finetunejob import PLURAL
+from tuneforge.operator import names, reconcile
+
+# Our own registry, so that importing this module never adds handlers to an
+# unrelated kopf operator running in the same process (tests do that).
+REGISTRY = kopf.OperatorRegistry()
+MANAGED: dict[str, Any] = {
+    "app.kubernetes.io/managed-by": names.MANAGED_BY,
+    names.LABEL_FINETUNEJOB: kopf.PRESENT,
+}
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Our own annotation prefix and finalizer, not kopf.zalando.org."""
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Our Events say what happened; kopf's own chatter is not posted.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+
+
+def post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    kopf.event(cast(kopf.Body, body), type=type_, reason=reason, message=message[:1024])
+
+
+def _ctx(memo: kopf.Memo) -> reconcile.Context:
+    ctx: reconcile.Context = memo["ctx"]
+    return ctx
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL, registry=REGISTRY)
+@kopf.on.resume(GROUP, VERSION, PLURAL, registry=REGISTRY)
+async def finetunejob_created(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    status = await reconcile.create_children(_ctx(memo), dict(body))
+    patch.status.update(status)
+
+
+@kopf.on.field(GROUP, VERSION, PLURAL, field="spec.runPolicy", registry=REGISTRY)
+async def run_policy_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await reconcile.apply_run_policy(_ctx(memo), dict(body))
+    await reconcile.sync_status(_ctx(memo), body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED, registry=REGISTRY)
+async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    owner = body["metadata"]["labels"][names.LABEL_FINETUNEJOB]
+    deleted = event.get("type") == "DELETED"
+    await reconcile.sync_status(_ctx(memo), body["metadata"]["namespace"], owner, job_deleted=deleted)
+
+
+@kopf.on.event("", "v1", "pods", labels=MANAGED, registry=REGISTRY)
+async def pod_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    owner = body["metadata"]["labels"][names.LABEL_FINETUNEJOB]
+    await reconcile.sync_status(_ctx(memo), body["metadata"]["namespace"], owner)

@@ -1,0 +1,25 @@
+"""Mount paths -> local folders, by rewriting path prefixes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Mount:
+    path: str
+    """Where the container sees it, e.g. /workspace."""
+    local: Path
+    """Where it is on this machine."""
+
+
+def rewrite(value: str, mounts: list[Mount]) -> str:
+    """A value that is a mount path, or lies under one, pointed at the local folder."""
+    for mount in sorted(mounts, key=lambda m: len(m.path), reverse=True):
+        base = mount.path.rstrip("/") or "/"
+        if value == base:
+            return str(mount.local)
+        if value.startswith(base + "/"):
+            return str(mount.local) + value[len(base) :]
+    return value
