@@ -143,6 +143,17 @@ class Condition(ApiModel):
     """The .metadata.generation the condition was set for."""
 
 
+# The API server keeps one condition per type (a list-map keyed by type), so
+# server-side apply and strategic merges address conditions by type.
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
+
+
 class ObjectMeta(BaseModel):
     """The parts of metadata Tuneforge reads; everything else passes through."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final, Literal
 
@@ -10,7 +11,7 @@ from pydantic import Field
 from tuneforge.api.base import (
     API_VERSION,
     ApiModel,
-    Condition,
+    Conditions,
     DatasetUri,
     DnsLabel,
     ModelUri,
@@ -19,9 +20,13 @@ from tuneforge.api.base import (
     SecretKeyRef,
 )
 from tuneforge.api.cel import CelRule
+from tuneforge.api.immutability import immutable_field_rules
 
 KIND: Final = "FineTuneJob"
 PLURAL: Final = "finetunejobs"
+# The operator names the Job, ServiceAccount, Role, ... after the FineTuneJob
+# plus a suffix; those names must fit in 63 characters.
+MAX_NAME_LENGTH: Final = 52
 
 ShortStr = Annotated[str, Field(max_length=253)]
 
@@ -408,6 +413,18 @@ class FineTuneJobSpec(ApiModel):
     """On deletion: Retain keeps the artifacts; Delete removes them too."""
 
 
+_MUTABLE = " (only spec.runPolicy.suspend and spec.runPolicy.activeDeadlineSeconds may change)"
+FineTuneJobSpec.cel_rules += immutable_field_rules(
+    FineTuneJobSpec, kind=KIND, exempt={"runPolicy"}, mutable_hint=_MUTABLE
+) + immutable_field_rules(
+    RunPolicy,
+    kind=KIND,
+    prefix="runPolicy.",
+    exempt={"suspend", "activeDeadlineSeconds"},
+    mutable_hint=_MUTABLE,
+)
+
+
 # --- status ----------------------------------------------------------------
 
 
@@ -477,7 +494,7 @@ class FineTuneJobStatus(ApiModel):
 
     observed_generation: int | None = None
     """The .metadata.generation the operator last acted on."""
-    conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
+    conditions: Conditions = Field(default_factory=list)
     """Succeeded (Unknown while running, its reason the stage) and others."""
     job_name: Annotated[str, Field(max_length=63)] | None = None
     """The batch/v1 Job running the training."""
@@ -496,7 +513,22 @@ class FineTuneJobStatus(ApiModel):
 
 
 class FineTuneJob(ApiModel):
-    """A fine-tuning run as a Kubernetes object."""
+    """A fine-tuning run: a base model and a dataset in, a trained adapter out.
+
+    The operator runs it as a batch/v1 Job (initContainers fetch the model and the
+    dataset, the trainer container trains) and reports progress, metrics and
+    artifact locations in .status; the Succeeded condition says where the run
+    stands. The spec cannot change after creation, except
+    spec.runPolicy.suspend and spec.runPolicy.activeDeadlineSeconds.
+    """
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule=f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+            message=f"metadata.name must be at most {MAX_NAME_LENGTH} characters: the operator "
+            "derives Job and ServiceAccount names from it that must fit in 63",
+        ),
+    )
 
     api_version: Literal["tuneforge.io/v1alpha1"] = API_VERSION
     kind: Literal["FineTuneJob"] = KIND
@@ -506,4 +538,5 @@ class FineTuneJob(ApiModel):
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> FineTuneJob:
-        return cls.model_validate(manifest)
+        """Validates as the API server does: JSON types strictly ("8" is not 8)."""
+        return cls.model_validate_json(json.dumps(manifest), strict=True)

@@ -10,7 +10,7 @@ from tuneforge.api.base import (
     API_VERSION,
     AdapterUri,
     ApiModel,
-    Condition,
+    Conditions,
     DnsLabel,
     ModelUri,
     ObjectMeta,
@@ -31,7 +31,7 @@ class ExportSource(ApiModel):
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
             rule="has(self.fineTuneJob) != (has(self.adapter) || has(self.baseModel))",
-            message="spec.source: set fineTuneJob, or adapter and baseModel, not both",
+            message="spec.source: set exactly one of fineTuneJob, or adapter with baseModel",
         ),
         CelRule(
             rule="has(self.fineTuneJob) || (has(self.adapter) && has(self.baseModel))",
@@ -85,6 +85,10 @@ class ModelExportSpec(ApiModel):
             message="spec.quantization applies to format gguf only",
             field_path=".quantization",
         ),
+        CelRule(
+            rule="self == oldSelf",
+            message="spec is immutable: create a new ModelExport to change it",
+        ),
     )
 
     source: ExportSource
@@ -118,7 +122,7 @@ class ModelExportStatus(ApiModel):
 
     observed_generation: int | None = None
     """The .metadata.generation the operator last acted on."""
-    conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
+    conditions: Conditions = Field(default_factory=list)
     """Succeeded and others."""
     job_name: Annotated[str, Field(max_length=63)] | None = None
     """The batch/v1 Job running the export."""
@@ -127,7 +131,13 @@ class ModelExportStatus(ApiModel):
 
 
 class ModelExport(ApiModel):
-    """An export as a Kubernetes object."""
+    """An export of a trained adapter: as is, merged into its base model, or as GGUF.
+
+    The operator runs it as a batch/v1 Job once the source is ready (a
+    FineTuneJob that succeeded, or an adapter URI) and publishes the result to
+    every destination; .status lists one artifact per destination. The spec
+    cannot change after creation.
+    """
 
     api_version: Literal["tuneforge.io/v1alpha1"] = API_VERSION
     kind: Literal["ModelExport"] = KIND

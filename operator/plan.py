@@ -34,9 +34,9 @@ RECREATE = "Fix the manifest, then delete and re-create the FineTuneJob."
 
 def parse(body: dict[str, Any]) -> FineTuneJob | Refusal:
     """The resource as a validated model, or why it is refused."""
-    manifest = {k: body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in body}
+    manifest: dict[str, Any] = {k: body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in body}
     try:
-        ftj = FineTuneJob.model_validate(manifest)
+        ftj = FineTuneJob.from_manifest(manifest)
     except ValidationError as err:
         return Refusal(C.INVALID_SPEC, "; ".join(describe(err)) + ". " + RECREATE)
     problems = unsupported(ftj.spec)

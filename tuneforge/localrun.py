@@ -65,7 +65,7 @@ def select_job(docs: list[dict[str, Any]], source: Path) -> FineTuneJob:
         raise RunError(f"{source}: expected exactly one {KIND}, found {len(found)}", exitcodes.INVALID_INPUT)
     manifest = found[0]
     try:
-        ftj = FineTuneJob.model_validate(manifest)
+        ftj = FineTuneJob.from_manifest(manifest)
     except ValidationError as err:
         lines = "\n  ".join(describe(err))
         raise RunError(f"{source}: the {KIND} is invalid:\n  {lines}", exitcodes.INVALID_INPUT) from err
