@@ -1,1 +1,67 @@
-"""Fixtures: filled in by the part of the harness it names."""
+"""Fixtures: real object stores on 127.0.0.1 and a way to point in-process code at them.
+
+- ``s3_server`` (session): SeaweedFS; ``.endpoint``, ``.access_key``, ``.secret_key``,
+  ``.region``, ``.env`` (AWS_* variables for a subprocess or a Secret),
+  ``.make_bucket(name=None)``, and ``put_object`` / ``get_object`` / ``list_keys``
+  through a plain botocore client (independent of ``tuneforge.storage``).
+- ``gcs_server`` (session): gcp-storage-emulator; ``.endpoint``, ``.env``
+  (STORAGE_EMULATOR_HOST, GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT, GOOGLE_CLOUD_PROJECT),
+  ``.make_bucket(name=None)`` and the same object helpers over plain HTTP.
+- ``storage_env`` (function): ``storage_env(server.env)`` puts the variables into
+  ``os.environ`` for in-process calls; they are restored when the test ends.
+  ``applied_env(env)`` is the same as a context manager, for code without fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+
+import pytest
+
+from support.gcsserver import GcsServer, start_gcs_server
+from support.s3server import S3Server, start_s3_server
+
+__all__ = ["GcsServer", "S3Server", "applied_env", "gcs_server", "s3_server", "storage_env"]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = start_s3_server(tmp_path_factory.mktemp("s3server"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsServer]:
+    server = start_gcs_server(tmp_path_factory.mktemp("gcsserver"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def storage_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[Mapping[str, str]], None]:
+    def apply(env: Mapping[str, str]) -> None:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+
+    return apply
+
+
+@contextmanager
+def applied_env(env: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
