@@ -1,0 +1,66 @@
+"""SIGTERM (preemption, eviction) still ends in a termination message."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
+
+
+def test_sigterm_during_training_writes_a_termination_message(tiny_model: Path, tmp_path: Path) -> None:
+    spec = {
+        "apiVersion": "tuneforge.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": "tiny", "namespace": "tests"},
+        "spec": {
+            "model": {"source": "hf://tuneforge/tiny"},
+            "dataset": {"source": "s3://datasets/sample.jsonl"},
+            "output": {"uri": (tmp_path / "out").as_uri()},
+            "hyperparameters": {"maxSteps": 100_000, "loggingSteps": 1, "batchSize": 2, "maxSeqLength": 64},
+        },
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    termination, workdir = tmp_path / "termination-log", tmp_path / "work"
+    env = {**os.environ, "TUNEFORGE_TERMINATION_MESSAGE_PATH": str(termination)}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    argv = ["--spec", str(tmp_path / "spec.yaml"), "--model", str(tiny_model)]
+    argv += ["--dataset", str(EXAMPLES / "alpaca-sample.jsonl"), "--workdir", str(workdir)]
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "tuneforge"), "train", *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _training(workdir / "status.json"):
+            assert process.poll() is None, "the trainer ended before training started"
+            assert time.monotonic() < deadline, "training did not start"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 1
+    finally:
+        process.kill()
+    message = json.loads(termination.read_text())
+    assert message["reason"] == "Terminated"
+    assert "SIGTERM" in message["message"]
+    status = json.loads((tmp_path / "out" / "run" / "status.json").read_text())
+    assert status["reason"] == "Terminated"
+
+
+def _training(status_file: Path) -> bool:
+    try:
+        return json.loads(status_file.read_text()).get("progress", {}).get("step", 0) > 0
+    except (OSError, ValueError):
+        return False
