@@ -32,8 +32,15 @@ class OperatorThread:
     def _main(self) -> None:
         from tuneforge.operator.main import run
 
+        async def operate() -> None:
+            try:
+                await run(stop_flag=self.stop_flag, ready_flag=self.ready)
+            finally:
+                # Let kopf's TLS connections close before the loop does.
+                await asyncio.sleep(0.2)
+
         try:
-            asyncio.run(run(stop_flag=self.stop_flag, ready_flag=self.ready))
+            asyncio.run(operate())
         except BaseException as err:  # reported by the fixture
             self.error = err
 
