@@ -81,7 +81,8 @@ class _Bar:
         if progress.get("etaSeconds") is not None:
             detail.append(f"eta {format_duration(progress['etaSeconds'])}")
         if progress.get("message"):
-            detail.append(progress["message"])
+            message = progress["message"]
+            detail.append(message if len(message) <= 40 else message[:39] + "…")
         fields = {"total": progress.get("totalSteps"), "completed": progress.get("step", 0)}
         if self._task is None:
             self._progress.start()
