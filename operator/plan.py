@@ -10,9 +10,9 @@ from pydantic import ValidationError
 from tuneforge.api import conditions as C
 from tuneforge.api.errors import describe
 from tuneforge.api.finetunejob import FineTuneJob
+from tuneforge.capabilities import unsupported
 from tuneforge.operator.builders import build_children
 from tuneforge.operator.config import OperatorConfig
-from tuneforge.operator.support import unsupported
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from tuneforge.api import FineTuneJob
 from tuneforge.api.errors import describe
-from tuneforge.api.finetunejob import DatasetFormat, FineTuneJobSpec, Method, Modality, Provider, TrainerKind
+from tuneforge.api.finetunejob import FineTuneJobSpec
+from tuneforge.capabilities import unsupported_training
 from tuneforge.trainer.errors import InvalidSpec, NotSupportedYet
 
 
@@ -38,32 +39,12 @@ def parse_spec(text: str, *, source: str = "spec") -> FineTuneJob:
 
 
 def unsupported_fields(spec: FineTuneJobSpec) -> list[str]:
-    """What the spec asks for that this trainer does not implement, one line per field."""
-    out = []
-    if spec.method != Method.lora:
-        out.append(f"spec.method {spec.method.value} (supported: lora)")
-    if spec.trainer != TrainerKind.sft:
-        out.append(f"spec.trainer {spec.trainer.value} (supported: sft)")
-    if spec.modality != Modality.text:
-        out.append(f"spec.modality {spec.modality.value} (supported: text)")
-    if spec.provider != Provider.huggingface:
-        out.append(f"spec.provider {spec.provider.value} (supported: huggingface)")
-    if spec.dataset.format not in (DatasetFormat.auto, DatasetFormat.alpaca, DatasetFormat.chat):
-        out.append(f"spec.dataset.format {spec.dataset.format.value} (supported: alpaca, chat, auto)")
-    if spec.checkpoints is not None:
-        out.append("spec.checkpoints (checkpointing and resume)")
-    if spec.tracking is not None and spec.tracking.wandb is not None:
-        out.append("spec.tracking.wandb")
-    distributed = spec.distributed
-    if distributed is not None and (distributed.nodes > 1 or (distributed.gpus_per_node or 1) > 1):
-        out.append("spec.distributed (more than one process)")
-    if spec.resources.gpus > 1:
-        out.append(f"spec.resources.gpus {spec.resources.gpus} (supported: 0 or 1)")
-    return out
+    """What the spec asks for that this version does not implement, one line per field."""
+    return unsupported_training(spec)
 
 
 def check_supported(spec: FineTuneJobSpec) -> None:
     """Raise NotSupportedYet naming every unsupported field."""
     fields = unsupported_fields(spec)
     if fields:
-        raise NotSupportedYet("this trainer does not support yet: " + "; ".join(fields))
+        raise NotSupportedYet("; ".join(fields))

@@ -27,9 +27,9 @@ from rich.console import Console
 from tuneforge import exitcodes
 from tuneforge.api.errors import describe
 from tuneforge.api.finetunejob import KIND, FineTuneJob
+from tuneforge.capabilities import unsupported
 from tuneforge.operator.builders import build_job, build_spec_configmap
 from tuneforge.operator.config import OperatorConfig
-from tuneforge.operator.support import unsupported
 from tuneforge.podrun import MapResolver, PodOutcome, PodRunner
 
 console = Console(stderr=True, highlight=False)

@@ -1,8 +1,10 @@
-"""What this version acts on, and a clear refusal for everything else.
+"""What this version of Tuneforge can do, in one table both sides read.
 
-The schema accepts the whole API (so it does not change as features land);
-the operator refuses a spec that asks for something not implemented yet,
-naming the field, instead of silently ignoring it.
+The schema accepts the whole API (so it does not change as features land).
+The operator refuses a spec that asks for something not implemented yet
+(condition reason NotSupportedYet, naming the field) before any pod starts,
+and the trainer refuses it again should it ever be handed one. When a
+feature lands, its line here changes — nowhere else.
 """
 
 from __future__ import annotations
@@ -48,11 +50,25 @@ def _scheme(uri: str) -> str:
 
 def unsupported(spec: FineTuneJobSpec) -> list[str]:
     """Messages, one per field set to something this version cannot do yet."""
+    return unsupported_sources(spec) + unsupported_training(spec)
+
+
+def unsupported_training(spec: FineTuneJobSpec) -> list[str]:
+    """What the trainer itself cannot do yet (sources are the fetch step's business)."""
     problems = []
     for field, (get, allowed) in SUPPORTED_CHOICES.items():
         value = get(spec)
         if value not in allowed:
             problems.append(f"{field} {value} is not supported yet (supported: {', '.join(allowed)})")
+    for field, (is_set, what) in NOT_YET.items():
+        if is_set(spec):
+            problems.append(f"{field} is not supported yet ({what})")
+    return problems
+
+
+def unsupported_sources(spec: FineTuneJobSpec) -> list[str]:
+    """Source URIs whose scheme the fetch step cannot read yet."""
+    problems = []
     for field, uri in (
         ("spec.model.source", spec.model.source),
         ("spec.dataset.source", spec.dataset.source),
@@ -61,7 +77,4 @@ def unsupported(spec: FineTuneJobSpec) -> list[str]:
         if uri is not None and _scheme(uri) not in SUPPORTED_SOURCE_SCHEMES:
             listed = ", ".join(f"{s}://" for s in SUPPORTED_SOURCE_SCHEMES)
             problems.append(f"{field}: {_scheme(uri)}:// is not supported yet (supported: {listed})")
-    for field, (is_set, what) in NOT_YET.items():
-        if is_set(spec):
-            problems.append(f"{field} is not supported yet ({what})")
     return problems
