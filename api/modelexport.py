@@ -18,6 +18,7 @@ from tuneforge.api.base import (
     SecretKeyRef,
 )
 from tuneforge.api.cel import CelRule
+from tuneforge.api.finetunejob import Quantity, Storage
 
 KIND: Final = "ModelExport"
 PLURAL: Final = "modelexports"
@@ -76,13 +77,23 @@ class Destination(ApiModel):
     """A Hugging Face Hub repository."""
 
 
+class ExportResources(ApiModel):
+    """Requests and limits of the export pod (a streaming merge needs little memory)."""
+
+    cpu: Quantity | None = None
+    """CPU request and limit, e.g. "4"."""
+    memory: Quantity | None = None
+    """Memory request and limit, e.g. "16Gi"."""
+
+
 class ModelExportSpec(ApiModel):
     """What to build and where to publish it."""
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
-            rule="!has(self.quantization) || self.format == 'gguf'",
-            message="spec.quantization applies to format gguf only",
+            rule="!has(self.quantization) || self.format == 'gguf' || "
+            "(self.format == 'adapter-gguf' && self.quantization in ['f16', 'bf16', 'q8_0'])",
+            message="spec.quantization applies to format gguf (any type) and adapter-gguf (f16, bf16, q8_0)",
             field_path=".quantization",
         ),
         CelRule(
@@ -102,19 +113,35 @@ class ModelExportSpec(ApiModel):
     """Where to publish."""
     archive: Literal["none", "zip"] = "none"
     """Publish a folder as is, or as one zip file."""
+    timeout_seconds: Annotated[int, Field(ge=60, le=86_400)] = 3600
+    """Fail with ConversionTimeout when conversion and quantization take longer than this."""
+    storage: Storage | None = None
+    """Endpoints and credentials for s3:// and gs:// sources and destinations."""
+    resources: ExportResources = Field(default_factory=ExportResources)
+    """Compute for the export pod."""
 
 
 class ExportArtifact(ApiModel):
     """One published artifact."""
 
     destination: Annotated[str, Field(max_length=2048)]
-    """Where it was published."""
+    """The destination as the spec names it (a URI prefix, or hf://org/name for a Hub repo)."""
+    uri: Annotated[str, Field(max_length=2048)] | None = None
+    """The artifact itself: a file (GGUF, zip) or a folder (adapter, merged model)."""
+    format: Annotated[str, Field(max_length=32)] | None = None
+    """adapter, merged, gguf or adapter-gguf."""
+    quantization: Annotated[str, Field(max_length=32)] | None = None
+    """GGUF quantization type."""
     bytes: Annotated[int, Field(ge=0)] | None = None
     """Size."""
     sha256: Annotated[str, Field(max_length=64)] | None = None
-    """Digest of the artifact."""
+    """sha256 of the file (of the manifest, for a folder)."""
+    digest: Annotated[str, Field(max_length=128)] | None = None
+    """Identity of what was built: adapter content, base revision, format, quantization, llama.cpp version."""
     reused: bool = False
-    """True when an identical artifact was already there."""
+    """True when an identical artifact (same digest) was already there and nothing was rebuilt."""
+    llama_cpp_version: Annotated[str, Field(max_length=64)] | None = None
+    """llama.cpp version that converted or quantized it (GGUF formats)."""
 
 
 class ModelExportStatus(ApiModel):
