@@ -20,6 +20,7 @@ from tuneforge.api.base import (
     SecretKeyRef,
 )
 from tuneforge.api.cel import CelRule
+from tuneforge.api.destinations import QUANTIZATION_RULE, Archive, Destination, ExportFormat, Quantization
 from tuneforge.api.immutability import immutable_field_rules
 
 KIND: Final = "FineTuneJob"
@@ -330,16 +331,20 @@ class RunPolicy(ApiModel):
 
 
 class ExportTemplate(ApiModel):
-    """A ModelExport to create when training succeeds."""
+    """A ModelExport to create when training succeeds, named <FineTuneJob>-<name>."""
 
-    name: DnsLabel
-    """Suffix of the created ModelExport's name."""
-    format: Literal["adapter", "merged", "gguf", "adapter-gguf"] = "adapter"
-    """What to export."""
-    quantization: Annotated[str, Field(max_length=32)] | None = None
-    """GGUF quantization type, e.g. q8_0, q4_K_M."""
-    destinations: Annotated[list[OutputUri], Field(min_length=1, max_length=16)]
-    """Where to publish."""
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (QUANTIZATION_RULE,)
+
+    name: Annotated[str, Field(min_length=1, max_length=10, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    """Suffix of the created ModelExport's name (at most 10 characters)."""
+    format: ExportFormat = "adapter"
+    """adapter, merged, gguf or adapter-gguf (see ModelExport)."""
+    quantization: Quantization | None = None
+    """GGUF quantization (format gguf); q8_0 when unset."""
+    destinations: Annotated[list[Destination], Field(min_length=1, max_length=16)]
+    """Where to publish: URIs and/or Hugging Face Hub repositories."""
+    archive: Archive = "none"
+    """Publish a folder as is, or as one zip file."""
 
 
 class FineTuneJobSpec(ApiModel):

@@ -14,16 +14,19 @@ from tuneforge.api.base import (
     DnsLabel,
     ModelUri,
     ObjectMeta,
-    OutputUri,
-    SecretKeyRef,
 )
 from tuneforge.api.cel import CelRule
+from tuneforge.api.destinations import (
+    QUANTIZATION_RULE,
+    Archive,
+    Destination,
+    ExportFormat,
+    Quantization,
+)
 from tuneforge.api.finetunejob import Quantity, Storage
 
 KIND: Final = "ModelExport"
 PLURAL: Final = "modelexports"
-
-Quantization = Literal["f16", "bf16", "q8_0", "q6_K", "q5_K_M", "q5_K_S", "q4_K_M", "q4_K_S", "q4_0"]
 
 
 class ExportSource(ApiModel):
@@ -48,35 +51,6 @@ class ExportSource(ApiModel):
     """URI of the adapter's base model."""
 
 
-class HubDestination(ApiModel):
-    """A Hugging Face Hub model repository."""
-
-    repo: Annotated[
-        str, Field(max_length=96, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-    ]
-    """Repository id, org/name."""
-    private: bool = True
-    """Create the repository as private."""
-    token_secret_ref: SecretKeyRef
-    """Secret key holding a Hub token with write access."""
-
-
-class Destination(ApiModel):
-    """One place to publish to: a URI or a Hub repository."""
-
-    cel_rules: ClassVar[tuple[CelRule, ...]] = (
-        CelRule(
-            rule="has(self.uri) != has(self.huggingface)",
-            message="each destination sets exactly one of uri and huggingface",
-        ),
-    )
-
-    uri: OutputUri | None = None
-    """gs://, s3:// or file:// prefix."""
-    huggingface: HubDestination | None = None
-    """A Hugging Face Hub repository."""
-
-
 class ExportResources(ApiModel):
     """Requests and limits of the export pod (a streaming merge needs little memory)."""
 
@@ -90,12 +64,7 @@ class ModelExportSpec(ApiModel):
     """What to build and where to publish it."""
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
-        CelRule(
-            rule="!has(self.quantization) || self.format == 'gguf' || "
-            "(self.format == 'adapter-gguf' && self.quantization in ['f16', 'bf16', 'q8_0'])",
-            message="spec.quantization applies to format gguf (any type) and adapter-gguf (f16, bf16, q8_0)",
-            field_path=".quantization",
-        ),
+        QUANTIZATION_RULE,
         CelRule(
             rule="self == oldSelf",
             message="spec is immutable: create a new ModelExport to change it",
@@ -104,14 +73,14 @@ class ModelExportSpec(ApiModel):
 
     source: ExportSource
     """The adapter to export."""
-    format: Literal["adapter", "merged", "gguf", "adapter-gguf"] = "adapter"
+    format: ExportFormat = "adapter"
     """adapter, merged (adapter folded into the base), gguf (merged, for llama.cpp),
     or adapter-gguf (the adapter alone as GGUF)."""
     quantization: Quantization | None = None
     """GGUF quantization (format gguf); q8_0 when unset."""
     destinations: Annotated[list[Destination], Field(min_length=1, max_length=16)]
     """Where to publish."""
-    archive: Literal["none", "zip"] = "none"
+    archive: Archive = "none"
     """Publish a folder as is, or as one zip file."""
     timeout_seconds: Annotated[int, Field(ge=60, le=86_400)] = 3600
     """Fail with ConversionTimeout when conversion and quantization take longer than this."""
