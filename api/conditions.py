@@ -26,6 +26,10 @@ TRAINING: Final = "Training"
 """The trainer container runs."""
 RETRYING: Final = "Retrying"
 """A pod failed or was preempted; the Job is starting another."""
+WAITING_FOR_SOURCE: Final = "WaitingForSource"
+"""A ModelExport waits for its FineTuneJob to succeed (or to exist)."""
+EXPORTING: Final = "Exporting"
+"""The exporter runs: fetching, merging, converting, verifying, publishing."""
 
 # Ends.
 SUCCEEDED_REASON: Final = "Succeeded"
@@ -48,6 +52,8 @@ BACKOFF_LIMIT_EXCEEDED: Final = "BackoffLimitExceeded"
 """Pods failed more often than spec.runPolicy.backoffLimit allows."""
 JOB_DELETED: Final = "JobDeleted"
 """The Job disappeared before it finished."""
+SOURCE_FAILED: Final = "SourceFailed"
+"""A ModelExport's FineTuneJob failed, or left no adapter to export."""
 
 TERMINAL_REASONS: Final = frozenset(
     {
@@ -61,5 +67,6 @@ TERMINAL_REASONS: Final = frozenset(
         DEADLINE_EXCEEDED,
         BACKOFF_LIMIT_EXCEEDED,
         JOB_DELETED,
+        SOURCE_FAILED,
     }
 )

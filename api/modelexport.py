@@ -14,6 +14,7 @@ from tuneforge.api.base import (
     DnsLabel,
     ModelUri,
     ObjectMeta,
+    SecretKeyRef,
 )
 from tuneforge.api.cel import CelRule
 from tuneforge.api.destinations import (
@@ -49,6 +50,10 @@ class ExportSource(ApiModel):
     """URI of a trained adapter."""
     base_model: ModelUri | None = None
     """URI of the adapter's base model."""
+    base_model_revision: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    """Git revision of an hf:// base model."""
+    token_secret_ref: SecretKeyRef | None = None
+    """Secret key holding a Hugging Face token, to read a gated or private hf:// base model."""
 
 
 class ExportResources(ApiModel):

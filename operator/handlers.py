@@ -7,9 +7,10 @@ from typing import Any, cast
 
 import kopf
 
+from tuneforge.api import modelexport
 from tuneforge.api.base import GROUP, VERSION
 from tuneforge.api.finetunejob import PLURAL
-from tuneforge.operator import names, reconcile
+from tuneforge.operator import export_reconcile, names, reconcile
 
 # Our own registry, so that importing this module never adds handlers to an
 # unrelated kopf operator running in the same process (tests do that).
@@ -67,3 +68,51 @@ async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_:
 async def pod_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = body["metadata"]["labels"][names.LABEL_FINETUNEJOB]
     await reconcile.sync_status(_ctx(memo), body["metadata"]["namespace"], owner)
+
+
+# --- ModelExport ------------------------------------------------------------
+
+EXPORT_PODS: dict[str, Any] = {
+    "app.kubernetes.io/managed-by": names.MANAGED_BY,
+    names.LABEL_MODELEXPORT: kopf.PRESENT,
+}
+
+
+@kopf.index(GROUP, VERSION, modelexport.PLURAL, registry=REGISTRY)
+def exports_by_source(
+    namespace: str | None, spec: kopf.Spec, name: str, **_: Any
+) -> dict[tuple[str | None, str], str] | None:
+    """ModelExports by the FineTuneJob they wait on."""
+    source = (spec.get("source") or {}).get("fineTuneJob")
+    return {(namespace, source): name} if source else None
+
+
+@kopf.on.create(GROUP, VERSION, modelexport.PLURAL, registry=REGISTRY)
+@kopf.on.resume(GROUP, VERSION, modelexport.PLURAL, registry=REGISTRY)
+async def modelexport_created(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    patch.status.update(await export_reconcile.start_export(_ctx(memo), dict(body)))
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, registry=REGISTRY)
+async def finetunejob_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A FineTuneJob changed: create its spec.exports once it succeeded; wake exports waiting on it."""
+    waiting: kopf.Index[tuple[str, str], str] = kwargs["exports_by_source"]
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    await export_reconcile.ensure_exports(_ctx(memo), dict(body))
+    for export in waiting.get((namespace, name), []):
+        await export_reconcile.source_changed(_ctx(memo), namespace, export)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=EXPORT_PODS, registry=REGISTRY)
+async def export_job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    owner = body["metadata"]["labels"][names.LABEL_MODELEXPORT]
+    deleted = event.get("type") == "DELETED"
+    await export_reconcile.sync_export_status(
+        _ctx(memo), body["metadata"]["namespace"], owner, job_deleted=deleted
+    )
+
+
+@kopf.on.event("", "v1", "pods", labels=EXPORT_PODS, registry=REGISTRY)
+async def export_pod_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    owner = body["metadata"]["labels"][names.LABEL_MODELEXPORT]
+    await export_reconcile.sync_export_status(_ctx(memo), body["metadata"]["namespace"], owner)

@@ -18,11 +18,13 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
+from tuneforge.api import modelexport
 from tuneforge.api.base import GROUP, VERSION
 from tuneforge.api.finetunejob import KIND, PLURAL
 from tuneforge.operator import names
 
 FineTuneJobResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+ModelExportResource = create_namespaced_resource(GROUP, VERSION, modelexport.KIND, modelexport.PLURAL)
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +53,19 @@ class Kube:
                 return False
             raise
 
-    async def get_finetunejob(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _get(self, resource: Any, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return _as_dict(await self.client.get(FineTuneJobResource, name, namespace=namespace))
+            return _as_dict(await self.client.get(resource, name, namespace=namespace))
         except ApiError as err:
             if err.status.code == 404:
                 return None
             raise
+
+    async def get_finetunejob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(FineTuneJobResource, namespace, name)
+
+    async def get_modelexport(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(ModelExportResource, namespace, name)
 
     async def patch_finetunejob_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self.client.patch(
@@ -68,17 +76,23 @@ class Kube:
             patch_type=PatchType.MERGE,
         )
 
+    async def patch_modelexport_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self.client.patch(
+            ModelExportResource.Status,
+            name,
+            {"status": status},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return _as_dict(await self.client.get(Job, name, namespace=namespace))
-        except ApiError as err:
-            if err.status.code == 404:
-                return None
-            raise
+        return await self._get(Job, namespace, name)
 
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         await self.client.patch(Job, name, patch, namespace=namespace, patch_type=PatchType.MERGE)
 
-    async def job_pods(self, namespace: str, ftj_name: str) -> list[dict[str, Any]]:
-        selector: dict[str, Any] = {names.LABEL_FINETUNEJOB: names.child_name(ftj_name)}
+    async def job_pods(
+        self, namespace: str, owner: str, owner_label: str = names.LABEL_FINETUNEJOB
+    ) -> list[dict[str, Any]]:
+        selector: dict[str, Any] = {owner_label: names.label_value(owner)}
         return [_as_dict(p) async for p in self.client.list(Pod, namespace=namespace, labels=selector)]

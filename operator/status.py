@@ -29,6 +29,18 @@ STUCK_WAITING = {"CreateContainerConfigError", "ErrImagePull", "ImagePullBackOff
 
 
 @dataclass(frozen=True)
+class Workload:
+    """The container that does the work, and how its running stage reads."""
+
+    container: str
+    reason: str
+    doing: str
+
+
+TRAINING = Workload(TRAINER, C.TRAINING, "the trainer is running")
+
+
+@dataclass(frozen=True)
 class Stage:
     """Where the run stands: the Succeeded condition's status, reason and message."""
 
@@ -96,12 +108,12 @@ def failed_container(pods: list[dict[str, Any]]) -> tuple[str, Termination] | No
     return None
 
 
-def trainer_result(pods: list[dict[str, Any]]) -> Termination | None:
-    """The trainer's termination summary from the pod that succeeded."""
+def trainer_result(pods: list[dict[str, Any]], container: str = TRAINER) -> Termination | None:
+    """The main container's termination summary from the pod that succeeded."""
     for pod in pods:
         for status in _statuses(pod, "containerStatuses"):
             terminated = (status.get("state") or {}).get("terminated")
-            if status.get("name") == TRAINER and terminated and terminated.get("exitCode") == 0:
+            if status.get("name") == container and terminated and terminated.get("exitCode") == 0:
                 return parse_termination(terminated)
     return None
 
@@ -149,7 +161,9 @@ def _waiting_problem(pod: dict[str, Any], secret_fields: dict[str, str]) -> Stag
     return None
 
 
-def _running_stage(job: dict[str, Any], pods: list[dict[str, Any]], secret_fields: dict[str, str]) -> Stage:
+def _running_stage(
+    job: dict[str, Any], pods: list[dict[str, Any]], secret_fields: dict[str, str], work: Workload
+) -> Stage:
     pod = _newest([p for p in pods if not p["metadata"].get("deletionTimestamp")])
     failed_before = int(job.get("status", {}).get("failed") or 0)
     attempt = f" (attempt {failed_before + 1})" if failed_before else ""
@@ -168,11 +182,11 @@ def _running_stage(job: dict[str, Any], pods: list[dict[str, Any]], secret_field
             stage = FETCH_STAGE.get(status["name"], f"running {status['name']}")
             return Stage("Unknown", C.INITIALIZING, stage + attempt)
     for status in _statuses(pod, "containerStatuses"):
-        if status.get("name") == TRAINER and "running" in (status.get("state") or {}):
-            return Stage("Unknown", C.TRAINING, "the trainer is running" + attempt)
+        if status.get("name") == work.container and "running" in (status.get("state") or {}):
+            return Stage("Unknown", work.reason, work.doing + attempt)
     if pod.get("status", {}).get("phase") in (None, "Pending"):
         return Stage("Unknown", C.INITIALIZING, "starting the pod" + attempt)
-    return Stage("Unknown", C.TRAINING, "the trainer is running" + attempt)
+    return Stage("Unknown", work.reason, work.doing + attempt)
 
 
 def derive_stage(
@@ -182,11 +196,12 @@ def derive_stage(
     suspended_by_user: bool,
     queue_name: str | None,
     secret_fields: dict[str, str],
+    work: Workload = TRAINING,
 ) -> Stage:
     if job is None:
         return Stage("Unknown", C.PENDING, "creating the Job")
     if _condition(job, "Complete"):
-        return Stage("True", C.SUCCEEDED_REASON, "training finished")
+        return Stage("True", C.SUCCEEDED_REASON, "finished")
     if _condition(job, "Failed"):
         return _failure_stage(job, pods)
     if job.get("spec", {}).get("suspend"):
@@ -194,7 +209,7 @@ def derive_stage(
             return Stage("Unknown", C.SUSPENDED, "spec.runPolicy.suspend is true")
         where = f"Kueue queue {queue_name}" if queue_name else "admission"
         return Stage("Unknown", C.QUEUED, f"waiting for {where}")
-    return _running_stage(job, pods, secret_fields)
+    return _running_stage(job, pods, secret_fields, work)
 
 
 def condition_for(

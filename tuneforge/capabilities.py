@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tuneforge.api.finetunejob import FineTuneJobSpec
+from tuneforge.api.modelexport import ModelExportSpec
 
 Getter = Callable[[FineTuneJobSpec], str]
 Check = Callable[[FineTuneJobSpec], bool]
@@ -73,6 +74,26 @@ def unsupported_sources(spec: FineTuneJobSpec) -> list[str]:
         ("spec.model.source", spec.model.source),
         ("spec.dataset.source", spec.dataset.source),
         ("spec.dataset.evalSource", spec.dataset.eval_source),
+    ):
+        if uri is not None and _scheme(uri) not in SUPPORTED_SOURCE_SCHEMES:
+            listed = ", ".join(f"{s}://" for s in SUPPORTED_SOURCE_SCHEMES)
+            problems.append(f"{field}: {_scheme(uri)}:// is not supported yet (supported: {listed})")
+    return problems
+
+
+# ModelExport: formats the exporter builds.
+SUPPORTED_EXPORT_FORMATS: tuple[str, ...] = ("adapter", "merged", "gguf", "adapter-gguf")
+
+
+def unsupported_export(spec: ModelExportSpec) -> list[str]:
+    """What a ModelExport asks for that this version cannot do yet."""
+    problems = []
+    if spec.format not in SUPPORTED_EXPORT_FORMATS:
+        listed = ", ".join(SUPPORTED_EXPORT_FORMATS)
+        problems.append(f"spec.format {spec.format} is not supported yet (supported: {listed})")
+    for field, uri in (
+        ("spec.source.adapter", spec.source.adapter),
+        ("spec.source.baseModel", spec.source.base_model),
     ):
         if uri is not None and _scheme(uri) not in SUPPORTED_SOURCE_SCHEMES:
             listed = ", ".join(f"{s}://" for s in SUPPORTED_SOURCE_SCHEMES)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tuneforge.api.base import SecretKeyRef
-from tuneforge.api.finetunejob import FineTuneJobSpec
+from tuneforge.api.finetunejob import FineTuneJobSpec, Storage
 
 WORKSPACE = "/workspace"
 MODEL_DIR = f"{WORKSPACE}/model"
@@ -50,8 +50,11 @@ def base_env() -> list[dict[str, Any]]:
 
 def storage_env(spec: FineTuneJobSpec) -> list[dict[str, Any]]:
     """Endpoints and credentials for s3:// and gs:// URIs."""
+    return storage_env_for(spec.storage)
+
+
+def storage_env_for(storage: Storage | None) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = []
-    storage = spec.storage
     if storage and storage.s3:
         s3 = storage.s3
         if s3.endpoint:
@@ -76,7 +79,11 @@ def token_env(ref: SecretKeyRef | None) -> list[dict[str, Any]]:
 
 def credential_volumes(spec: FineTuneJobSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(volumes, mounts) for file-shaped credentials."""
-    gcs = spec.storage.gcs if spec.storage else None
+    return credential_volumes_for(spec.storage)
+
+
+def credential_volumes_for(storage: Storage | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    gcs = storage.gcs if storage else None
     if not (gcs and gcs.credentials_secret):
         return [], []
     volume = {
@@ -88,6 +95,30 @@ def credential_volumes(spec: FineTuneJobSpec) -> tuple[list[dict[str, Any]], lis
         },
     }
     return [volume], [{"name": "gcs-credentials", "mountPath": GCS_KEY_DIR, "readOnly": True}]
+
+
+def api_access_volume() -> dict[str, Any]:
+    """The projected service-account token, CA and namespace (mounted by the reporting container only)."""
+    return {
+        "name": "api-access",
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+                {
+                    "configMap": {
+                        "name": "kube-root-ca.crt",
+                        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                        "optional": True,
+                    }
+                },
+                {
+                    "downwardAPI": {
+                        "items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]
+                    }
+                },
+            ]
+        },
+    }
 
 
 def secret_fields(spec: FineTuneJobSpec) -> dict[str, str]:

@@ -149,28 +149,9 @@ def _volumes(ftj: FineTuneJob) -> list[dict[str, Any]]:
                 "items": [{"key": names.SPEC_KEY, "path": names.SPEC_KEY}],
             },
         },
-        {
-            # Only the trainer mounts the API token: the fetch steps, which run
-            # user-supplied URIs, never hold it.
-            "name": "api-access",
-            "projected": {
-                "sources": [
-                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
-                    {
-                        "configMap": {
-                            "name": "kube-root-ca.crt",
-                            "items": [{"key": "ca.crt", "path": "ca.crt"}],
-                            "optional": True,
-                        }
-                    },
-                    {
-                        "downwardAPI": {
-                            "items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]
-                        }
-                    },
-                ]
-            },
-        },
+        # Only the trainer mounts the API token: the fetch steps, which run
+        # user-supplied URIs, never hold it.
+        E.api_access_volume(),
         *cred_volumes,
     ]
 

@@ -1,8 +1,8 @@
-"""Per-job identity: the pod may patch its own FineTuneJob's status, nothing else.
+"""Per-run identity: the pod may patch its own resource's status, nothing else.
 
-Why a ServiceAccount per job rather than one shared account: RBAC's
+Why a ServiceAccount per run rather than one shared account: RBAC's
 ``resourceNames`` then confines each pod to the one object it reports on, and
-ownership makes the three objects disappear with the FineTuneJob.
+ownership makes the three objects disappear with that resource.
 """
 
 from __future__ import annotations
@@ -16,28 +16,42 @@ from tuneforge.operator import names
 
 def build_rbac(ftj: FineTuneJob) -> list[dict[str, Any]]:
     meta = ftj.metadata
-    child = names.child_name(meta.name)
+    return reporter_rbac(
+        kind=KIND,
+        plural=PLURAL,
+        name=meta.name,
+        namespace=meta.namespace or "default",
+        uid=meta.uid or "",
+        account=names.child_name(meta.name),
+        labels=names.labels(meta.name, "reporter"),
+    )
+
+
+def reporter_rbac(
+    *, kind: str, plural: str, name: str, namespace: str, uid: str, account: str, labels: dict[str, str]
+) -> list[dict[str, Any]]:
+    """ServiceAccount, Role (get/patch on ``<plural>/status`` of ``name`` only) and RoleBinding."""
     common = {
-        "namespace": meta.namespace,
-        "labels": names.labels(meta.name, "reporter"),
-        "ownerReferences": [names.owner_reference(KIND, meta.name, meta.uid or "")],
+        "namespace": namespace,
+        "labels": labels,
+        "ownerReferences": [names.owner_reference(kind, name, uid)],
     }
     return [
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": {"name": child, **common},
+            "metadata": {"name": account, **common},
             "automountServiceAccountToken": False,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
-            "metadata": {"name": child, **common},
+            "metadata": {"name": account, **common},
             "rules": [
                 {
                     "apiGroups": [GROUP],
-                    "resources": [f"{PLURAL}/status"],
-                    "resourceNames": [meta.name],
+                    "resources": [f"{plural}/status"],
+                    "resourceNames": [name],
                     "verbs": ["get", "patch"],
                 }
             ],
@@ -45,8 +59,8 @@ def build_rbac(ftj: FineTuneJob) -> list[dict[str, Any]]:
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
-            "metadata": {"name": child, **common},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": child},
-            "subjects": [{"kind": "ServiceAccount", "name": child, "namespace": meta.namespace}],
+            "metadata": {"name": account, **common},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
         },
     ]
