@@ -1,5 +1,8 @@
 """One URI layer for every store Tuneforge reads and writes: file://, s3:// and gs://.
 
+Sources may also be hf:// (Hub models and datasets, at a revision) and
+https:// (dataset files); :func:`publish_to_hub` publishes to the Hub.
+
 Built on fsspec (with s3fs and gcsfs): one code path and one test suite for
 every scheme, streaming reads and writes instead of whole files in memory,
 and the same filesystem library the Hugging Face stack (datasets,
@@ -23,6 +26,7 @@ written by :func:`upload_tree` is complete only once its ``_MANIFEST.json``
 
 from tuneforge.storage.download import FetchedFile, FetchResult, fetch
 from tuneforge.storage.errors import StorageError
+from tuneforge.storage.hub_publish import HubPublishResult, PublishedFile, hub_file_sha256, publish_to_hub
 from tuneforge.storage.manifest import MANIFEST_NAME, Manifest, ManifestEntry
 from tuneforge.storage.objects import exists, is_complete, read_text, upload_file, write_text
 from tuneforge.storage.upload import UploadResult, upload_tree
@@ -32,15 +36,19 @@ __all__ = [
     "MANIFEST_NAME",
     "FetchResult",
     "FetchedFile",
+    "HubPublishResult",
     "Manifest",
     "ManifestEntry",
+    "PublishedFile",
     "StorageError",
     "StorageUri",
     "UploadResult",
     "exists",
     "fetch",
+    "hub_file_sha256",
     "is_complete",
     "parse_uri",
+    "publish_to_hub",
     "read_text",
     "upload_file",
     "upload_tree",

@@ -32,6 +32,7 @@ S3_CLIENT_CONFIG: Final[Mapping[str, Any]] = {
 # and offers no knob for it, so one TCP connect is tried first.
 GCS_PROBE_TIMEOUT_S: Final = 3.0
 _GCSFS_FLAG: Final = "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"
+HF_DEFAULT_ENDPOINT: Final = "https://huggingface.co"
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class Endpoint:
     def describe(self) -> str:
         if self.scheme == "file":
             return "the local filesystem"
+        if self.scheme == "hf":
+            return f"the Hugging Face Hub at {self.url}"
+        if self.scheme == "https":
+            return "the web server"
         kind = "S3" if self.scheme == "s3" else "GCS"
         return f"the {kind} endpoint {self.url}" if self.url else f"the public {kind} service"
 
@@ -64,7 +69,18 @@ def gcs_emulator(env: Mapping[str, str] = os.environ) -> str | None:
     return host if host.startswith(("http://", "https://")) else f"http://{host}"
 
 
+def hub_endpoint(env: Mapping[str, str] = os.environ) -> str:
+    """The Hugging Face Hub's base URL: ``HF_ENDPOINT`` (a mirror, or a test double), else the public Hub.
+
+    Read at call time and handed to huggingface_hub explicitly: the library
+    reads ``HF_ENDPOINT`` once, when it is first imported.
+    """
+    return (_env("HF_ENDPOINT", env) or HF_DEFAULT_ENDPOINT).rstrip("/")
+
+
 def endpoint_for(scheme: str, env: Mapping[str, str] = os.environ) -> Endpoint:
+    if scheme == "hf":
+        return Endpoint("hf", hub_endpoint(env))
     if scheme == "s3":
         return Endpoint("s3", s3_endpoint(env))
     if scheme == "gs":

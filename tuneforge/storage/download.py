@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import hashlib
 import os
 import shutil
 import tempfile
@@ -28,7 +30,7 @@ from tuneforge.storage.uri import StorageUri, parse_uri
 
 STAGING_PREFIX: Final = ".tuneforge-fetch-"
 
-Check = Literal["sha256", "md5", "size"]
+Check = Literal["sha256", "sha1", "md5", "size", "none"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class FetchedFile:
     size: int
     sha256: str
     check: Check
-    """The strongest check it passed: sha256 from the manifest, the store's md5, or size only."""
+    """The strongest check it passed: sha256 (manifest, Hub LFS, server digest), the Hub's git blob
+    id (sha1), the store's md5, size only, or none (a web server that gave neither)."""
 
 
 @dataclass(frozen=True)
@@ -68,16 +71,38 @@ class _Planned:
     size: int
     sha256: str | None
     md5: str | None
+    version: str = ""
+    """What the store says identifies this content (ETag, generation, mtime), for fingerprints."""
 
 
-def fetch(src: str, dest: Path, *, on_file: Callable[[FetchedFile], None] | None = None) -> FetchResult:
+def fetch(
+    src: str,
+    dest: Path,
+    *,
+    revision: str | None = None,
+    on_file: Callable[[FetchedFile], None] | None = None,
+) -> FetchResult:
     """Copies ``src`` (one object -> ``dest/<name>``; a folder -> its tree under ``dest``).
 
     Every file's size is checked; its sha256 too when the source folder has a
     ``_MANIFEST.json``, and its md5 where the store reports one (GCS).
-    ``on_file`` is called after each file is downloaded and checked.
+    hf:// sources are fetched at ``revision`` (default main) and checked
+    against the Hub's listing; https:// files against the server's size and
+    digest headers. ``on_file`` is called after each file is downloaded and checked.
     """
     uri = parse_uri(src)
+    if uri.scheme == "hf":
+        from tuneforge.storage.hub_fetch import fetch_hub
+
+        return fetch_hub(uri, Path(dest), revision=revision, on_file=on_file)
+    if revision is not None:
+        raise StorageError(
+            "InvalidUri", f"cannot fetch {uri}: a revision ({revision!r}) applies to hf:// sources only"
+        )
+    if uri.scheme == "https":
+        from tuneforge.storage.https import fetch_https
+
+        return fetch_https(uri, Path(dest), on_file=on_file)
     started = time.monotonic()
     with translating(uri, "fetch"):
         fs = filesystem(uri)
@@ -122,7 +147,25 @@ def _plan_folder(fs: AbstractFileSystem, uri: StorageUri) -> tuple[list[_Planned
 
 
 def _planned(uri: StorageUri, remote: str, rel: str, info: Mapping[str, Any]) -> _Planned:
-    return _Planned(uri, remote, rel, int(info.get("size") or 0), None, _store_md5(info))
+    version = info.get("ETag") or info.get("generation") or info.get("mtime") or ""
+    return _Planned(uri, remote, rel, int(info.get("size") or 0), None, _store_md5(info), str(version))
+
+
+def fingerprint(src: str) -> str:
+    """A digest of what ``fetch(src)`` would copy now: each file's path, size, checksum and store version.
+
+    Cheap (one listing, and the manifest if there is one): the shared model
+    cache keys a file://, s3:// or gs:// source by it, so changed content is
+    fetched again rather than served stale.
+    """
+    uri = parse_uri(src)
+    with translating(uri, "fetch"):
+        fs = filesystem(uri)
+        plan, _ = _plan(fs, uri)
+    digest = hashlib.sha256()
+    for item in plan:
+        digest.update(f"{item.rel}\t{item.size}\t{item.sha256 or item.md5 or ''}\t{item.version}\n".encode())
+    return digest.hexdigest()
 
 
 def _store_md5(info: Mapping[str, Any]) -> str | None:
@@ -186,7 +229,7 @@ def _apply_manifest(
             continue
         if entry.size != item.size:
             raise _corrupt(item.uri, f"the store holds {item.size} bytes, {MANIFEST_NAME} says {entry.size}")
-        out.append(_Planned(item.uri, item.remote, item.rel, item.size, entry.sha256, item.md5))
+        out.append(dataclasses.replace(item, sha256=entry.sha256))
     return out
 
 

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections import Counter
 from pathlib import Path
 
 from tuneforge import exitcodes
-from tuneforge.storage.download import FetchedFile, fetch
+from tuneforge.storage.download import FetchedFile, FetchResult, fetch
 from tuneforge.storage.errors import StorageError
 from tuneforge.termination import write_termination_message
 
-_CHECK_NAMES = {"sha256": "sha256 from _MANIFEST.json", "md5": "the store's md5", "size": "size only"}
+_CHECK_NAMES = {
+    "sha256": "sha256 (from _MANIFEST.json, the Hub or the server)",
+    "sha1": "the Hub's git blob id",
+    "md5": "the store's md5",
+    "size": "size only",
+    "none": "nothing (the server gave no size or checksum)",
+}
 
 DESCRIPTION = """\
 Copy a model or a dataset from SRC to the local folder DEST.
@@ -21,10 +28,18 @@ Copy a model or a dataset from SRC to the local folder DEST.
 SRC is one object (it lands at DEST/<name>) or a folder (its tree lands
 under DEST, relative layout kept):
   file:///abs/path   file://relative/path   s3://bucket/key   gs://bucket/key
+  hf://org/name[/path]   hf://datasets/org/name[/path]   (at --revision)
+  https://host/path/file
 
 Each file's size is checked; when SRC has a _MANIFEST.json (written by
-Tuneforge's uploads) each file's sha256 is checked against it. Files appear
-in DEST only once all of them were downloaded and checked.
+Tuneforge's uploads) each file's sha256 is checked against it; hf:// files
+against the Hub's sha256 (LFS) or git blob id; https:// files against the
+server's Content-Length and digest headers. Files appear in DEST only once
+all of them were downloaded and checked.
+
+With --cache-dir, DIR keeps one complete copy per source and version (the
+hf:// commit, or the listing of a store folder) for every job that shares
+it; DEST gets hard links to it (copies across filesystems).
 """
 
 EPILOG = """\
@@ -34,10 +49,13 @@ environment:
   STORAGE_EMULATOR_HOST       a GCS emulator (anonymous access)
   GOOGLE_APPLICATION_CREDENTIALS
                               a GCS service-account key file
+  HF_TOKEN                    a Hugging Face token (private or gated repos)
+  HF_ENDPOINT                 a Hub mirror (default https://huggingface.co)
+  SSL_CERT_FILE               a CA bundle for https:// sources
   TUNEFORGE_TERMINATION_MESSAGE_PATH
                               where to write {"reason", "message"} on failure
 
-exit codes: 0 ok, 1 retryable failure (unreachable, corrupt), 3 invalid URI,
+exit codes: 0 ok, 1 retryable failure (unreachable, corrupt), 3 invalid URI or revision,
 4 not found, 5 access denied
 """
 
@@ -51,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("src", metavar="SRC", help="URI of an object or folder")
     parser.add_argument("dest", metavar="DEST", type=Path, help="local folder to fill (created if missing)")
+    parser.add_argument(
+        "--revision", help="branch, tag or commit sha of an hf:// source (default: the main branch)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="shared model cache folder (e.g. a ReadWriteMany volume)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary line")
     return parser
 
@@ -67,10 +94,35 @@ def _print_file(fetched: FetchedFile) -> None:
     print(f"  {fetched.rel}  {human_bytes(fetched.size)}  ({fetched.check} ok)", flush=True)
 
 
+def _fetch(args: argparse.Namespace) -> FetchResult:
+    on_file = None if args.quiet else _print_file
+    if args.cache_dir is None:
+        return fetch(args.src, args.dest, revision=args.revision, on_file=on_file)
+    from tuneforge.storage.cache import fetch_cached
+
+    cached = fetch_cached(
+        args.src,
+        args.dest,
+        cache_dir=args.cache_dir,
+        revision=args.revision,
+        on_file=on_file,
+        log=lambda line: print(line, flush=True),
+    )
+    if not cached.cached:
+        print(f"{args.src} has no stable version to cache by; fetched it directly", flush=True)
+    else:
+        how = "hard links" if cached.linked else "copies"
+        state = "found in" if cached.hit else "added to"
+        print(f"{state} the model cache at {cached.entry}; {how} in {args.dest}", flush=True)
+    return cached.result
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    # huggingface_hub's progress bars would fill the pod log; each file gets one line instead.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        result = fetch(args.src, args.dest, on_file=None if args.quiet else _print_file)
+        result = _fetch(args)
     except StorageError as err:
         print(f"tuneforge fetch: {err.reason}: {err}", file=sys.stderr)
         write_termination_message(err.reason, str(err))

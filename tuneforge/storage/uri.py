@@ -7,12 +7,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+from urllib.parse import unquote, urlsplit
 
 from tuneforge.storage.errors import StorageError
 
-SUPPORTED: Final = ("file", "s3", "gs")
-LATER: Final = ("hf", "https", "http", "pvc")
-EXAMPLES: Final = "file:///abs/path, file://relative/path, s3://bucket/key or gs://bucket/key"
+SUPPORTED: Final = ("file", "s3", "gs", "hf", "https")
+LATER: Final = ("http", "pvc")
+EXAMPLES: Final = (
+    "file:///abs/path, file://relative/path, s3://bucket/key, gs://bucket/key, "
+    "hf://org/name, hf://datasets/org/name or https://host/path/file"
+)
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.S)
 _SCHEME_NO_SLASHES = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(?!//)")
@@ -113,6 +117,10 @@ def parse_uri(uri: str) -> StorageUri:
         raise _invalid(uri, "'?' and '#' are not allowed (a storage URI has no query or fragment)")
     if scheme == "file":
         return _parse_file(uri, rest)
+    if scheme == "hf":
+        return _parse_hf(uri, rest)
+    if scheme == "https":
+        return _parse_https(uri, rest)
     return _parse_bucket(uri, scheme, rest)
 
 
@@ -155,3 +163,62 @@ def _check_bucket(uri: str, scheme: str, bucket: str) -> None:
         rule = "3-63 lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
     if not ok:
         raise _invalid(uri, f"bucket name {bucket!r} is not valid: use {rule}")
+
+
+# A Hub namespace or repository name, as the Hub accepts them.
+_HF_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+_HF_NAME_RULE = (
+    "use letters, digits, '-', '_' and '.' (at most 96), starting and ending with a letter or digit, "
+    "without '--' or '..'"
+)
+
+
+def _parse_hf(uri: str, rest: str) -> StorageUri:
+    """``hf://[models/|datasets/]org/name[/path/in/repo]``: ``bucket`` is ``[datasets/]org/name``."""
+    if "@" in rest:
+        raise _invalid(
+            uri, "a revision does not belong in the URI; set spec.model.revision (tuneforge fetch --revision)"
+        )
+    segments = rest.split("/")
+    kind = segments.pop(0) if segments[0] in ("models", "datasets") else "models"
+    if segments and segments[0] == "spaces":
+        raise _invalid(uri, "Spaces are neither models nor datasets")
+    if len(segments) < 2 or not segments[0] or not segments[1]:
+        raise _invalid(
+            uri, "hf:// needs org/name: hf://org/name for a model, hf://datasets/org/name for a dataset"
+        )
+    org, name, *path = segments
+    for part in (org, name):
+        if not _HF_NAME.match(part) or "--" in part or ".." in part:
+            raise _invalid(uri, f"{part!r} is not a valid Hub namespace or repository name: {_HF_NAME_RULE}")
+    if any(s == "" for s in path[:-1]):
+        raise _invalid(uri, "empty path segment ('//') in the path inside the repository")
+    if any(s in (".", "..") for s in path):
+        raise _invalid(uri, "'.' and '..' segments are not allowed in the path inside the repository")
+    repo = f"{org}/{name}" if kind == "models" else f"datasets/{org}/{name}"
+    return StorageUri("hf", repo, "/".join(path))
+
+
+def _parse_https(uri: str, rest: str) -> StorageUri:
+    """``https://host[:port]/path/to/file``: ``bucket`` is the host (and port), ``path`` the rest."""
+    host, _, path = rest.partition("/")
+    if "@" in host:
+        shown = f"https://***@{host.rpartition('@')[2]}"
+        raise _invalid(
+            shown, "credentials do not belong in the URI; https:// sources are fetched anonymously"
+        )
+    try:
+        parts = urlsplit(uri)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    if not host or not parts.hostname or not port_ok:
+        raise _invalid(uri, "the host (and optional port) is missing or not valid")
+    if not path or path.endswith("/"):
+        raise _invalid(uri, "an https:// source names one file, e.g. https://host/data/train.jsonl")
+    segments = path.split("/")
+    if any(s == "" for s in segments):
+        raise _invalid(uri, "empty path segment ('//')")
+    if any(unquote(s) in (".", "..") for s in segments):
+        raise _invalid(uri, "'.' and '..' path segments are not allowed")
+    return StorageUri("https", host.lower(), path)
