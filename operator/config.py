@@ -29,6 +29,11 @@ class OperatorConfig(BaseModel):
     """Node labels of spot / preemptible capacity (GKE's by default)."""
     spot_taint_key: str | None = "cloud.google.com/gke-spot"
     """Taint carried by spot nodes, tolerated when spec.resources.spot is true."""
+    rendezvous_port: Annotated[int, Field(ge=1, le=65535)] = 29500
+    """Port of torch's c10d rendezvous store on the index-0 pod of a multi-node run."""
+    model_cache_claim: str | None = None
+    """A ReadWriteMany PersistentVolumeClaim (in each job's namespace) holding one copy of each base
+    model per (source, revision): fetch-model downloads into it once per cluster, then copies from it."""
     init_cpu: str = "500m"
     init_memory: Annotated[str, Field()] = "1Gi"
     """Requests of the fetch init containers."""

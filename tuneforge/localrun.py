@@ -32,7 +32,7 @@ from tuneforge.operator.builders import build_job, build_spec_configmap
 from tuneforge.operator.config import OperatorConfig
 from tuneforge.podrun import MapResolver, PodOutcome, PodRunner
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class RunError(Exception):
@@ -72,6 +72,13 @@ def select_job(docs: list[dict[str, Any]], source: Path) -> FineTuneJob:
     problems = unsupported(ftj.spec)
     if problems:
         raise RunError(f"{source}: " + "\n  ".join(problems), exitcodes.UNSUPPORTED)
+    if ftj.spec.distributed is not None and ftj.spec.distributed.nodes > 1:
+        raise RunError(
+            f"{source}: spec.distributed.nodes {ftj.spec.distributed.nodes}: tuneforge run runs one pod "
+            "on this machine; several nodes need a cluster (several processes on one node run here: "
+            "set nodes to 1)",
+            exitcodes.UNSUPPORTED,
+        )
     meta = ftj.metadata.model_copy(
         update={
             "namespace": ftj.metadata.namespace or "default",
@@ -98,6 +105,18 @@ def local_pod(ftj: FineTuneJob) -> tuple[dict[str, Any], dict[str, Any]]:
         "spec": template["spec"],
     }
     return pod, build_spec_configmap(ftj)
+
+
+def parse_claims(values: list[str]) -> dict[str, Path]:
+    claims = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or not folder:
+            raise RunError(f"--claim {value!r}: expected NAME=DIR", exitcodes.USAGE)
+        if not Path(folder).is_dir():
+            raise RunError(f"--claim {value!r}: {folder} is not a folder", exitcodes.USAGE)
+        claims[name] = Path(folder).resolve()
+    return claims
 
 
 class StepPrinter:
@@ -170,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--secrets", type=Path, action="append", default=[], help="YAML file of Secrets the spec refers to"
     )
+    parser.add_argument(
+        "--claim",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a local folder standing for the PersistentVolumeClaim NAME (for pvc:// sources)",
+    )
     parser.add_argument("--workdir", type=Path, help="where the pod's volumes go (default: a temporary one)")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the work folder afterwards")
     parser.add_argument("--dry-run", action="store_true", help="print the pod spec that would run, and stop")
@@ -177,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         docs = load_documents([args.manifest, *args.secrets])
         ftj = select_job(docs, args.manifest)
+        claims = parse_claims(args.claim)
     except RunError as err:
         console.print(f"[red]tuneforge run: {err}[/red]")
         return err.exit_code
@@ -189,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"Running FineTuneJob [bold]{ftj.metadata.name}[/bold] locally (work folder {workdir})")
     runner = PodRunner(
         pod,
-        MapResolver([*docs, config_map]),
+        MapResolver([*docs, config_map], claims=claims),
         workdir,
         cwd=Path.cwd(),
         stream_output=True,

@@ -236,6 +236,8 @@ def test_terminate_stops_a_running_pod(tmp_path):
         ("/workspace/run/x", "/tmp/r/x"),
         ("s3://bucket/workspace/x", "s3://bucket/workspace/x"),
         ("/dev/termination-log", "/tmp/t"),
+        ("file:///workspace/model", "file:///tmp/w/model"),
+        ("file:///elsewhere/model", "file:///elsewhere/model"),
     ],
 )
 def test_path_rewriting_is_by_whole_segments_longest_first(value, expected):
@@ -251,3 +253,24 @@ def test_path_rewriting_is_by_whole_segments_longest_first(value, expected):
 
 def test_var_expansion_keeps_unknown_references():
     assert expand("$(A)/$(B)/$$", {"A": "1"}) == "1/$(B)/$"
+
+
+def test_a_claim_is_the_folder_the_resolver_maps_it_to(tmp_path):
+    claim = tmp_path / "claim"
+    (claim / "llama").mkdir(parents=True)
+    (claim / "llama" / "config.json").write_text("{}")
+    volumes = [{"name": "m", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}]
+    container = {
+        "name": "main",
+        **py("import sys, os; print(sorted(os.listdir(sys.argv[1])))"),
+        "args": ["/workspace/model"],
+        "volumeMounts": [
+            {"name": "m", "mountPath": "/workspace/model", "subPath": "llama", "readOnly": True}
+        ],
+    }
+    pod = make_pod([], [container], volumes)
+    outcome = PodRunner(pod, MapResolver(claims={"models": claim}), tmp_path / "run").run()
+    assert outcome.result("main").log.read_text().strip() == "['config.json']"
+    missing = PodRunner(pod, MapResolver(), tmp_path / "run2").run()
+    assert missing.phase == "Failed"
+    assert 'persistentvolumeclaim "models" not found' in missing.results[0].message

@@ -10,6 +10,7 @@ as in a cluster: KUBERNETES_SERVICE_HOST/PORT, a projected token and the CA.
 from __future__ import annotations
 
 import base64
+import copy
 import datetime
 import logging
 import secrets
@@ -23,10 +24,30 @@ from tuneforge.podrun import PodRunner
 
 log = logging.getLogger(__name__)
 POLL = 0.1
+INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _index(pod: dict[str, Any]) -> int | None:
+    value = (pod["metadata"].get("annotations") or {}).get(INDEX_KEY)
+    return int(value) if value is not None else None
+
+
+def _indexed_pod_spec(spec: dict[str, Any], job_name: str, index: int) -> dict[str, Any]:
+    """The pod of index ``index``: host name <job>-<index>, and JOB_COMPLETION_INDEX in every container."""
+    out = copy.deepcopy(spec)
+    out["hostname"] = f"{job_name}-{index}"
+    env = {
+        "name": "JOB_COMPLETION_INDEX",
+        "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_KEY}']"}},
+    }
+    for container in (out.get("initContainers") or []) + out["containers"]:
+        if not any(e["name"] == env["name"] for e in container.get("env") or []):
+            container["env"] = [*(container.get("env") or []), env]
+    return out
 
 
 def _parse_time(value: str) -> float:
@@ -36,8 +57,12 @@ def _parse_time(value: str) -> float:
 class ApiResolver:
     """Secrets and ConfigMaps from the emulated API, as the kubelet reads them."""
 
-    def __init__(self, client: Any, namespace: str, ca_pem: str, token: str) -> None:
+    def __init__(
+        self, client: Any, namespace: str, ca_pem: str, token: str, claims: dict[str, Path] | None = None
+    ) -> None:
         self.client, self.namespace, self.ca_pem, self.token = client, namespace, ca_pem, token
+        # PersistentVolumeClaims are folders on this machine, keyed by claim name.
+        self.claims = claims if claims is not None else {}
 
     def _get(self, plural: str, name: str) -> dict[str, Any] | None:
         try:
@@ -64,6 +89,9 @@ class ApiResolver:
     def service_account_token(self, account: str) -> str | None:
         return self.token
 
+    def persistent_volume_claim(self, name: str) -> Path | None:
+        return self.claims.get(name)
+
 
 class Kubelet:
     """Runs every Job created in the emulated API until ``stop()``."""
@@ -73,6 +101,11 @@ class Kubelet:
         self.client = api.client
         self.root = root
         self.on_pod_start = on_pod_start
+        self.claims: dict[str, Path] = {}
+        """PersistentVolumeClaim name -> the folder that stands for it (tests fill it)."""
+        self.extra_env: dict[str, str] = {}
+        """More environment for every container (tests fill it: what a node's runtime would add)."""
+        self._pod_conditions: dict[str, list[dict[str, Any]]] = {}
         self.runners: dict[str, PodRunner] = {}
         self.outcomes: dict[str, Any] = {}
         self._threads: list[threading.Thread] = []
@@ -92,6 +125,33 @@ class Kubelet:
         self._loop.join(15)
         for thread in self._threads:
             thread.join(15)
+
+    def evict(self, name: str, namespace: str = "default", *, reason: str = "EvictionByEvictionAPI") -> None:
+        """Evicts a running pod as a node drain or spot reclaim does; returns at once.
+
+        The pod gets the DisruptionTarget condition, its processes SIGTERM, and SIGKILL
+        after the pod's terminationGracePeriodSeconds (30 when unset); it ends Failed,
+        and the job controller replaces it without counting it against backoffLimit.
+        """
+        key = f"{namespace}/{name}"
+        runner = self.runners.get(key)
+        if runner is None:
+            raise LookupError(f"pod {key} is not running here (running: {sorted(self.runners)})")
+        pod = self.client.get("v1", "pods", name, namespace=namespace)
+        now = _now()
+        condition = {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": reason,
+            "message": "Eviction API: evicting",
+            "lastTransitionTime": now,
+        }
+        self._pod_conditions[key] = [condition]
+        self._patch_pod(pod["metadata"], runner.status())
+        grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
+        thread = threading.Thread(target=runner.terminate, args=(grace,), name=f"evict-{name}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def log_of(self, pod_name: str, container: str) -> str:
         path = self.root / pod_name / "logs" / f"{container}.log"
@@ -148,8 +208,12 @@ class Kubelet:
             return
         phases = [p.get("status", {}).get("phase") or "Pending" for p in pods]
         succeeded = phases.count("Succeeded")
+        completions = int(spec.get("completions") or 1)
+        indexed = spec.get("completionMode") == "Indexed"
+        if indexed:  # each index counts once, however many of its pods succeeded
+            succeeded = len({_index(p) for p, ph in zip(pods, phases, strict=True) if ph == "Succeeded"})
         failed_pods = [p for p, ph in zip(pods, phases, strict=True) if ph == "Failed"]
-        counted = [p for p in failed_pods if not self._disrupted(p)]
+        counted = [p for p in failed_pods if self._policy_action(job, p) != "Ignore"]
         active = [p for p, ph in zip(pods, phases, strict=True) if ph in ("Pending", "Running")]
         start = status.get("startTime") or _now()
         update: dict[str, Any] = {
@@ -159,23 +223,30 @@ class Kubelet:
             "startTime": start,
         }
         deadline = spec.get("activeDeadlineSeconds")
-        if succeeded:
+        if indexed:
+            done = sorted({_index(p) for p, ph in zip(pods, phases, strict=True) if ph == "Succeeded"})
+            update["completedIndexes"] = ",".join(str(i) for i in done)
+        if succeeded >= completions:
             update.update(completionTime=_now(), active=0)
             update["conditions"] = [
                 self._cond("SuccessCriteriaMet", "CompletionsReached"),
                 self._cond("Complete", ""),
             ]
         elif (rule := self._fail_job_rule(job, failed_pods)) is not None:
+            self._stop_all(active)  # a failed Job's other pods are stopped, as the controller does
             update["conditions"] = [
                 self._cond("FailureTarget", "PodFailurePolicy", rule),
                 self._cond("Failed", "PodFailurePolicy", rule),
             ]
+            update["active"] = 0
         elif len(counted) > int(spec.get("backoffLimit", 6)):
+            self._stop_all(active)
             message = "Job has reached the specified backoff limit"
             update["conditions"] = [
                 self._cond("FailureTarget", "BackoffLimitExceeded", message),
                 self._cond("Failed", "BackoffLimitExceeded", message),
             ]
+            update["active"] = 0
         elif deadline and time.time() - _parse_time(start) > int(deadline):
             for pod in active:
                 self._delete_pod(pod)
@@ -185,13 +256,23 @@ class Kubelet:
                 self._cond("Failed", "DeadlineExceeded", message),
             ]
             update["active"] = 0
+        elif indexed:  # one pod per index not yet succeeded and not running (Indexed Job)
+            done_or_running = {
+                _index(p)
+                for p, ph in zip(pods, phases, strict=True)
+                if ph in ("Succeeded", "Pending", "Running")
+            }
+            missing = [i for i in range(completions) if i not in done_or_running]
+            for index in missing:
+                self._create_pod(job, index)
+            update["active"] = len(active) + len(missing)
         elif not active:
             self._create_pod(job)
             update["active"] = 1
         if any(status.get(k) != v for k, v in update.items()):
             self._patch_job(job, update)
         for pod in active:
-            self._ensure_running(pod)
+            self._ensure_running(pod, job)
 
     @staticmethod
     def _cond(type_: str, reason: str, message: str = "") -> dict[str, Any]:
@@ -206,11 +287,28 @@ class Kubelet:
         }
 
     @staticmethod
-    def _disrupted(pod: dict[str, Any]) -> bool:
-        return any(
-            c.get("type") == "DisruptionTarget" and c.get("status") == "True"
-            for c in pod.get("status", {}).get("conditions") or []
-        )
+    def _rule_matches(rule: dict[str, Any], pod: dict[str, Any]) -> bool:
+        """Whether a podFailurePolicy rule matches a failed pod (exit codes or pod conditions)."""
+        status = pod.get("status", {})
+        on_codes = rule.get("onExitCodes")
+        if on_codes:
+            containers = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+            for container in containers:
+                code = ((container.get("state") or {}).get("terminated") or {}).get("exitCode")
+                if code in (None, 0) or on_codes.get("containerName") not in (None, container["name"]):
+                    continue
+                if (code in on_codes["values"]) == (on_codes["operator"] == "In"):
+                    return True
+            return False
+        wanted = {(c["type"], c.get("status", "True")) for c in rule.get("onPodConditions") or []}
+        return any((c.get("type"), c.get("status")) in wanted for c in status.get("conditions") or [])
+
+    def _policy_action(self, job: dict[str, Any], pod: dict[str, Any]) -> str | None:
+        """The action of the first podFailurePolicy rule a failed pod matches (the job controller's order)."""
+        for rule in (job["spec"].get("podFailurePolicy") or {}).get("rules") or []:
+            if self._rule_matches(rule, pod):
+                return str(rule["action"])
+        return None
 
     def _fail_job_rule(self, job: dict[str, Any], failed: list[dict[str, Any]]) -> str | None:
         rules = (job["spec"].get("podFailurePolicy") or {}).get("rules") or []
@@ -246,7 +344,7 @@ class Kubelet:
             subresource="status",
         )
 
-    def _create_pod(self, job: dict[str, Any]) -> None:
+    def _create_pod(self, job: dict[str, Any], index: int | None = None) -> None:
         meta = job["metadata"]
         template = job["spec"]["template"]
         labels = {
@@ -256,13 +354,21 @@ class Kubelet:
             "batch.kubernetes.io/controller-uid": meta["uid"],
             "controller-uid": meta["uid"],
         }
+        spec = template["spec"]
+        annotations: dict[str, str] = {}
+        prefix = meta["name"]
+        if index is not None:  # Indexed Job: what the job controller adds to each pod
+            annotations[INDEX_KEY] = labels[INDEX_KEY] = str(index)
+            prefix = f"{meta['name']}-{index}"
+            spec = _indexed_pod_spec(spec, meta["name"], index)
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {
-                "name": f"{meta['name']}-{secrets.token_hex(3)[:5]}",
+                "name": f"{prefix}-{secrets.token_hex(3)[:5]}",
                 "namespace": meta["namespace"],
                 "labels": labels,
+                "annotations": annotations,
                 "ownerReferences": [
                     {
                         "apiVersion": "batch/v1",
@@ -274,9 +380,36 @@ class Kubelet:
                     }
                 ],
             },
-            "spec": template["spec"],
+            "spec": spec,
         }
         self.client.create(pod)
+
+    def _stop_all(self, pods: list[dict[str, Any]]) -> None:
+        for pod in pods:
+            self._delete_pod(pod)
+
+    def _cluster_dns(self, pod: dict[str, Any], job: dict[str, Any]) -> dict[str, str]:
+        """Host names of an Indexed Job's pods under their headless Service -> this machine.
+
+        As in a cluster, the names exist only when the Service named by the pod's
+        subdomain exists (tuneforge.podrun.dns rewrites them to 127.0.0.1).
+        """
+        subdomain = pod["spec"].get("subdomain")
+        namespace = pod["metadata"]["namespace"]
+        if not subdomain or job["spec"].get("completionMode") != "Indexed":
+            return {}
+        try:
+            self.client.get("v1", "services", subdomain, namespace=namespace)
+        except Exception as err:
+            if getattr(err, "status", None) == 404:
+                return {}
+            raise
+        hosts = {}
+        for index in range(int(job["spec"].get("completions") or 1)):
+            host = f"{job['metadata']['name']}-{index}.{subdomain}"
+            for suffix in ("", f".{namespace}", f".{namespace}.svc", f".{namespace}.svc.cluster.local"):
+                hosts[host + suffix] = "127.0.0.1"
+        return hosts
 
     def _delete_pod(self, pod: dict[str, Any]) -> None:
         try:
@@ -287,22 +420,24 @@ class Kubelet:
 
     # --- the kubelet -----------------------------------------------------------
 
-    def _ensure_running(self, pod: dict[str, Any]) -> None:
+    def _ensure_running(self, pod: dict[str, Any], job: dict[str, Any]) -> None:
         meta = pod["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
         if key in self.runners or key in self.outcomes:
             return
-        resolver = ApiResolver(self.client, meta["namespace"], self._ca, self.api.token)
+        resolver = ApiResolver(self.client, meta["namespace"], self._ca, self.api.token, self.claims)
         runner = PodRunner(
             pod,
             resolver,
             self.root / meta["name"],
             extra_env={
+                **self.extra_env,
                 "KUBERNETES_SERVICE_HOST": str(self.api.host),
                 "KUBERNETES_SERVICE_PORT": str(self.api.port),
             },
             on_update=lambda status: self._patch_pod(meta, status),
             config_retry=0.5,
+            hosts=self._cluster_dns(pod, job),
         )
         self.runners[key] = runner
         if self.on_pod_start:
@@ -323,6 +458,10 @@ class Kubelet:
         thread.start()
 
     def _patch_pod(self, meta: dict[str, Any], status: dict[str, Any]) -> None:
+        added = self._pod_conditions.get(f"{meta['namespace']}/{meta['name']}")
+        if added:  # conditions the API server set (DisruptionTarget) survive the kubelet's updates
+            kept = [c for c in status.get("conditions") or [] if c["type"] not in {a["type"] for a in added}]
+            status = {**status, "conditions": kept + added}
         try:
             self.client.patch(
                 "v1",

@@ -12,7 +12,9 @@ projected service-account token, CA and downward API) as folders under a
 work directory; termination messages. Mount paths are mapped by rewriting
 every argument and env value that is a mount path or lies under one — so a
 process must get its paths through its arguments or environment, which the
-builders guarantee. Images, resources and security contexts are not
+builders guarantee. Host names of a multi-node run's pods (``hosts``) are mapped the same
+way, to addresses on this machine (``podrun.dns``): the one emulated piece of
+cluster networking. Images, resources and security contexts are not
 emulated: the processes run from this Python environment.
 """
 

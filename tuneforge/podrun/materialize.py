@@ -149,9 +149,19 @@ def _projected(folder: Path, sources: list[dict[str, Any]], pod: dict[str, Any],
 
 
 def materialize_volumes(pod: dict[str, Any], root: Path, resolver: Resolver) -> dict[str, Path]:
-    """Creates a folder per volume under ``root``; returns volume name -> folder."""
+    """Creates a folder per volume under ``root``; returns volume name -> folder.
+
+    A persistentVolumeClaim is the folder the resolver maps the claim to.
+    """
     folders: dict[str, Path] = {}
     for volume in pod["spec"].get("volumes") or []:
+        if "persistentVolumeClaim" in volume:
+            claim = volume["persistentVolumeClaim"]["claimName"]
+            local = resolver.persistent_volume_claim(claim)
+            if local is None:
+                raise ConfigError(f'persistentvolumeclaim "{claim}" not found')
+            folders[volume["name"]] = local
+            continue
         folder = root / "volumes" / volume["name"]
         folder.mkdir(parents=True, exist_ok=True)
         if "emptyDir" in volume:

@@ -15,7 +15,10 @@ class Mount:
 
 
 def rewrite(value: str, mounts: list[Mount]) -> str:
-    """A value that is a mount path, or lies under one, pointed at the local folder."""
+    """A mount path, a path under one, or a file:// URI of either, pointed at the local folder."""
+    if value.startswith("file:///"):
+        local = rewrite(value.removeprefix("file://"), mounts)
+        return "file://" + local if local != value.removeprefix("file://") else value
     for mount in sorted(mounts, key=lambda m: len(m.path), reverse=True):
         base = mount.path.rstrip("/") or "/"
         if value == base:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -18,14 +19,22 @@ class Resolver(Protocol):
 
     def service_account_token(self, account: str) -> str | None: ...
 
+    def persistent_volume_claim(self, name: str) -> Path | None: ...
+
 
 class MapResolver:
     """Resolves from Kubernetes manifests held in memory (``tuneforge run``)."""
 
-    def __init__(self, objects: Iterable[dict[str, Any]] = (), token: str | None = None) -> None:
+    def __init__(
+        self,
+        objects: Iterable[dict[str, Any]] = (),
+        token: str | None = None,
+        claims: dict[str, Path] | None = None,
+    ) -> None:
         self.config_maps: dict[str, dict[str, str]] = {}
         self.secrets: dict[str, dict[str, bytes]] = {}
         self.token = token
+        self.claims = dict(claims or {})
         for obj in objects:
             self.add(obj)
 
@@ -46,3 +55,6 @@ class MapResolver:
 
     def service_account_token(self, account: str) -> str | None:
         return self.token
+
+    def persistent_volume_claim(self, name: str) -> Path | None:
+        return self.claims.get(name)

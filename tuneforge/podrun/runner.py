@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneforge.podrun.dns import resolve
 from tuneforge.podrun.materialize import (
     container_env,
     container_mounts,
@@ -95,6 +96,7 @@ class PodRunner:
         on_update: Callable[[dict[str, Any]], None] | None = None,
         config_retry: float | None = None,
         bin_dirs: list[Path] | None = None,
+        hosts: dict[str, str] | None = None,
     ) -> None:
         self.pod = pod
         self.resolver = resolver
@@ -105,6 +107,8 @@ class PodRunner:
         self.on_update = on_update
         self.config_retry = config_retry
         self.bin_dirs = bin_dirs or [Path(sys.executable).parent]
+        # Host name -> address: cluster DNS for the pods of a multi-node run (podrun/dns.py).
+        self.hosts = hosts or {}
         spec = pod["spec"]
         self._init = [_State(c["name"]) for c in spec.get("initContainers") or []]
         self._main = [_State(c["name"]) for c in spec["containers"]]
@@ -150,7 +154,17 @@ class PodRunner:
             self._init or self._main,
         )
         if volumes is None:
-            return self._finish("Failed")
+            first = (self._init or self._main)[0]
+            terminated = first.state.get("terminated", {})
+            result = ContainerResult(
+                first.name,
+                1,
+                "CreateContainerConfigError",
+                terminated.get("message", ""),
+                self._start,
+                _now(),
+            )
+            return self._finish("Failed", [result])
         self._publish()
         results: list[ContainerResult] = []
         for index, container in enumerate(self.pod["spec"].get("initContainers") or []):
@@ -207,8 +221,8 @@ class PodRunner:
 
         def prepare() -> tuple[list[str], dict[str, str]]:
             env = container_env(container, self.pod, self.resolver)
-            env = {k: rewrite(v, mounts) for k, v in env.items()}
-            return process_args(container, env, mounts), env
+            env = {k: resolve(rewrite(v, mounts), self.hosts) for k, v in env.items()}
+            return [resolve(a, self.hosts) for a in process_args(container, env, mounts)], env
 
         prepared = self._with_config_retry(prepare, [state])
         if prepared is None or self._terminating.is_set():
