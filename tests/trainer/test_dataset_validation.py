@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tuneforge.trainer.dataset import load_dataset, split_eval, to_trl_rows
-from tuneforge.trainer.errors import DatasetInvalid, NotSupportedYet
+from tuneforge.trainer.errors import DatasetInvalid
 from tuneforge.trainer.records import find_data_files, parse_json_array, parse_jsonl
 
 DATA = Path(__file__).parent / "data"
@@ -136,7 +136,7 @@ def test_folders_are_searched_and_manifests_and_hidden_files_ignored(tmp_path: P
 
 def test_a_folder_without_data_files_fails(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("nothing here")
-    with pytest.raises(DatasetInvalid, match="holds no .jsonl or .json files"):
+    with pytest.raises(DatasetInvalid, match="holds no .jsonl, .json or .parquet files or a Hugging Face"):
         load_dataset(tmp_path, "auto")
     with pytest.raises(DatasetInvalid, match="does not exist"):
         load_dataset(tmp_path / "missing", "auto")
@@ -179,9 +179,10 @@ def test_auto_refuses_unknown_records_listing_the_keys_seen() -> None:
         load_dataset(DATA / "unknown.jsonl", "auto")
 
 
-def test_auto_detected_preference_data_is_not_supported_for_sft() -> None:
+def test_auto_detected_preference_data_needs_the_dpo_trainer() -> None:
     with pytest.raises(
-        NotSupportedYet, match=r"looks like preference records \(first at preference.jsonl:1\)"
+        DatasetInvalid,
+        match=r"holds preference records \(first at preference.jsonl:1\), which spec.trainer dpo learns",
     ):
         load_dataset(DATA / "preference.jsonl", "auto")
 
