@@ -27,6 +27,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,26 @@ LAYERS = 2
 HEADS = 4
 KV_HEADS = 2
 MAX_POSITIONS = 512
+
+
+@dataclass(frozen=True)
+class Size:
+    """The transformer's shape; the tokenizer (and so the vocabulary) is the same for every size."""
+
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+
+
+SIZES = {
+    # ~2.2M parameters: the tests' model, trained in seconds.
+    "tiny": Size(HIDDEN_SIZE, INTERMEDIATE_SIZE, LAYERS, HEADS, KV_HEADS),
+    # ~21M parameters: big enough for throughput to be about the model, not the Python around it
+    # (bench/train_throughput.py).
+    "small": Size(hidden=512, intermediate=1536, layers=6, heads=8, kv_heads=4),
+}
 
 # Frequent words of the chat template and prompt formats: in the corpus so
 # they become compact tokens.
@@ -158,18 +179,18 @@ def build_tokenizer(sp_model: bytes, workdir: Path) -> Any:
     return tokenizer
 
 
-def build_model(tokenizer: Any, seed: int) -> Any:
-    """A randomly initialised LlamaForCausalLM sized for ``tokenizer``."""
+def build_model(tokenizer: Any, seed: int, size: str = "tiny") -> Any:
+    """A randomly initialised LlamaForCausalLM of ``SIZES[size]``, its vocabulary ``tokenizer``'s."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=HIDDEN_SIZE,
-        intermediate_size=INTERMEDIATE_SIZE,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        num_key_value_heads=KV_HEADS,
+        hidden_size=SIZES[size].hidden,
+        intermediate_size=SIZES[size].intermediate,
+        num_hidden_layers=SIZES[size].layers,
+        num_attention_heads=SIZES[size].heads,
+        num_key_value_heads=SIZES[size].kv_heads,
         max_position_embeddings=MAX_POSITIONS,
         rms_norm_eps=1e-6,
         tie_word_embeddings=False,
@@ -189,13 +210,15 @@ def build_model(tokenizer: Any, seed: int) -> Any:
     return model
 
 
-def build_tiny_model(dest: Path, *, seed: int = 0, data_dir: Path | None = None) -> Path:
-    """Build the tiny model and tokenizer into ``dest`` (created); returns ``dest``."""
+def build_tiny_model(dest: Path, *, seed: int = 0, data_dir: Path | None = None, size: str = "tiny") -> Path:
+    """Build the model (``SIZES[size]``) and tokenizer into ``dest`` (created); returns ``dest``."""
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r} (sizes: {', '.join(SIZES)})")
     dest = Path(dest)
     sp_model = train_sentencepiece(corpus_lines(data_dir or default_data_dir()))
     with tempfile.TemporaryDirectory(prefix="tinymodel-") as scratch:
         tokenizer = build_tokenizer(sp_model, Path(scratch))
-    model = build_model(tokenizer, seed)
+    model = build_model(tokenizer, seed, size)
     dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dest)
     # Full tokenizer files (tokenizer.json, tokenizer_config.json): with
@@ -226,12 +249,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data", type=Path, default=None, help="folder of *.jsonl sample data (default: examples/data)"
     )
+    parser.add_argument(
+        "--size",
+        choices=sorted(SIZES),
+        default="tiny",
+        help="tiny (~2.2M parameters, default) or small (~21M, for benchmarks)",
+    )
     args = parser.parse_args(argv)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
-        build_tiny_model(args.dest, seed=args.seed, data_dir=args.data)
+        build_tiny_model(args.dest, seed=args.seed, data_dir=args.data, size=args.size)
     except (FileNotFoundError, ValueError) as err:
         print(f"tuneforge tiny-model: {err}", file=sys.stderr)
         return 3

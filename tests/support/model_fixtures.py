@@ -1,4 +1,4 @@
-"""Fixtures: the tiny offline model (tuneforge.tinymodel), built once.
+"""Fixtures: the tiny offline model (tuneforge.tinymodel) and the tiny VLM (tuneforge.tinyvlm), built once.
 
 ``tiny_model`` is a session-scoped Path to a folder that
 ``AutoTokenizer.from_pretrained`` / ``AutoModelForCausalLM.from_pretrained``
@@ -69,3 +69,51 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if os.environ.get("TUNEFORGE_TINY_MODEL_CACHE", "1") == "0":
         return tinymodel.build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model", seed=SEED)
     return cached_tiny_model()
+
+
+# --- the tiny vision-language model (tuneforge.tinyvlm) ---------------------------------
+
+VLM_CACHE = REPO / ".cache" / "tiny-vlm-test"
+
+
+def tiny_vlm_key() -> str:
+    """Changes with the VLM builder, and with everything the tiny model's key covers."""
+    from tuneforge import tinyvlm
+
+    digest = hashlib.sha256(tiny_model_key().encode())
+    digest.update(Path(tinyvlm.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_tiny_vlm(cache: Path = VLM_CACHE) -> Path:
+    """The cached tiny VLM build for the current key, building it if needed (same scheme as the model)."""
+    from tuneforge import tinyvlm
+
+    target = cache / tiny_vlm_key()
+    if (target / "config.json").is_file():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=cache))
+    try:
+        tinyvlm.build_tiny_vlm(scratch / "model", seed=SEED)
+        try:
+            os.replace(scratch / "model", target)
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of the tiny LLaVA (CLIP tower + tiny Llama) and its processor (read-only).
+
+    Loads with ``AutoProcessor`` / ``AutoModelForImageTextToText``; 32x32 images, 16 image tokens each.
+    """
+    if os.environ.get("TUNEFORGE_TINY_MODEL_CACHE", "1") == "0":
+        from tuneforge import tinyvlm
+
+        return tinyvlm.build_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm") / "model", seed=SEED)
+    return cached_tiny_vlm()
