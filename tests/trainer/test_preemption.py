@@ -1,4 +1,7 @@
-"""SIGTERM (preemption, eviction) still ends in a termination message."""
+"""SIGTERM (preemption, eviction) without spec.checkpoints: a termination message and the disruption code.
+
+With spec.checkpoints the trainer saves and resumes: test_checkpoints_resume.py.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tuneforge import exitcodes
+
 pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
 
 
-def test_sigterm_during_training_writes_a_termination_message(tiny_model: Path, tmp_path: Path) -> None:
+def test_sigterm_during_training_without_checkpoints_says_the_retry_starts_over(
+    tiny_model: Path, tmp_path: Path
+) -> None:
     spec = {
         "apiVersion": "tuneforge.io/v1alpha1",
         "kind": "FineTuneJob",
@@ -49,14 +56,17 @@ def test_sigterm_during_training_writes_a_termination_message(tiny_model: Path, 
             assert time.monotonic() < deadline, "training did not start"
             time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 1
+        # 143 = 128 + SIGTERM: the Job's podFailurePolicy retries it without counting it.
+        assert process.wait(timeout=60) == exitcodes.PREEMPTED == 143
     finally:
         process.kill()
+        process.wait()
     message = json.loads(termination.read_text())
-    assert message["reason"] == "Terminated"
-    assert "SIGTERM" in message["message"]
+    assert message["reason"] == "Preempted"
+    assert "SIGTERM" in message["message"] and "spec.checkpoints is not set" in message["message"]
+    assert "checkpoint" not in message  # nothing was saved
     status = json.loads((tmp_path / "out" / "run" / "status.json").read_text())
-    assert status["reason"] == "Terminated"
+    assert status["reason"] == "Preempted" and status["exitCode"] == 143
 
 
 def _training(status_file: Path) -> bool:
