@@ -67,6 +67,12 @@ def resolve_source(
     trained = FineTuneJob.from_manifest({k: ftj[k] for k in ("apiVersion", "kind", "metadata", "spec")})
     artifacts = (ftj.get("status") or {}).get("artifacts") or {}
     adapter = artifacts.get("adapter")
+    if not adapter and artifacts.get("model"):
+        return SourceFailed(
+            f"FineTuneJob {name} is a full fine-tune: its model is at {artifacts['model']} and it has no "
+            "adapter to export; exports start from a LoRA or QLoRA adapter (use the model as it is, "
+            "or train with method lora)"
+        )
     if not adapter:
         return SourceFailed(f"FineTuneJob {name} succeeded but recorded no adapter in status.artifacts")
     token = trained.spec.model.token_secret_ref

@@ -17,6 +17,7 @@ from tuneforge.api.modelexport import KIND, PLURAL, ModelExport
 from tuneforge.operator import names
 from tuneforge.operator.builders import env as E
 from tuneforge.operator.builders.job import RESTRICTED_POD, _container, pod_failure_policy
+from tuneforge.operator.builders.pvc import is_pvc, parse_pvc_uri
 from tuneforge.operator.builders.rbac import reporter_rbac
 from tuneforge.operator.config import OperatorConfig
 
@@ -93,15 +94,30 @@ def _env(export: ModelExport, source: ResolvedSource) -> list[dict[str, Any]]:
     return env
 
 
+SOURCES_DIR = "/sources"
+"""Where pvc:// sources of an export are mounted, read-only."""
+
+
+def _claim_mounts(source: ResolvedSource) -> list[tuple[str, str, str, str]]:
+    """(role, claim, path in the claim, mount path) of each pvc:// source."""
+    mounts = []
+    for role, uri in (("adapter", source.adapter), ("base-model", source.base_model)):
+        if is_pvc(uri):
+            claim, path = parse_pvc_uri(uri)
+            mounts.append((role, claim, path, f"{SOURCES_DIR}/{role}"))
+    return mounts
+
+
 def _args(export: ModelExport, source: ResolvedSource) -> list[str]:
+    mounted = {role: f"file://{mount_path}" for role, _, _, mount_path in _claim_mounts(source)}
     args = [
         "export",
         "--spec",
         f"{E.SPEC_DIR}/{names.EXPORT_SPEC_KEY}",
         "--adapter-uri",
-        source.adapter,
+        mounted.get("adapter", source.adapter),
         "--base-model-uri",
-        source.base_model,
+        mounted.get("base-model", source.base_model),
         "--workdir",
         EXPORT_DIR,
     ]
@@ -114,6 +130,15 @@ def build_export_job(export: ModelExport, source: ResolvedSource, config: Operat
     meta = export.metadata
     storage = export.spec.storage or source.storage
     cred_volumes, cred_mounts = E.credential_volumes_for(storage)
+    claim_volumes, claim_mounts = [], []
+    for role, claim, path, mount_path in _claim_mounts(source):
+        claim_volumes.append(
+            {"name": f"{role}-pvc", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+        mount: dict[str, Any] = {"name": f"{role}-pvc", "mountPath": mount_path, "readOnly": True}
+        if path:
+            mount["subPath"] = path
+        claim_mounts.append(mount)
     res = export.spec.resources
     limits = {k: v for k, v in (("cpu", res.cpu), ("memory", res.memory)) if v}
     container = _container(
@@ -128,6 +153,7 @@ def build_export_job(export: ModelExport, source: ResolvedSource, config: Operat
             {"name": "spec", "mountPath": E.SPEC_DIR, "readOnly": True},
             {"name": "api-access", "mountPath": E.SERVICEACCOUNT_DIR, "readOnly": True},
             *cred_mounts,
+            *claim_mounts,
         ],
     )
     pod_spec = {
@@ -149,6 +175,7 @@ def build_export_job(export: ModelExport, source: ResolvedSource, config: Operat
             },
             E.api_access_volume(),
             *cred_volumes,
+            *claim_volumes,
         ],
     }
     job_labels = names.labels(meta.name, EXPORTER, owner_label=names.LABEL_MODELEXPORT)

@@ -56,6 +56,27 @@ def test_one_exporter_container_with_the_resolved_source():
     assert violations(pod) == []
 
 
+def test_a_base_model_on_a_claim_is_mounted_read_only_and_read_as_a_folder():
+    source = ResolvedSource(adapter="s3://out/runs/demo/adapter", base_model="pvc://models/llama/v2")
+    job = build_export_job(export(format="merged"), source, CONFIG)
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--base-model-uri") + 1] == "file:///sources/base-model"
+    assert args[args.index("--adapter-uri") + 1] == "s3://out/runs/demo/adapter"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["base-model-pvc"]["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["base-model-pvc"] == {
+        "name": "base-model-pvc",
+        "mountPath": "/sources/base-model",
+        "readOnly": True,
+        "subPath": "llama/v2",
+    }
+    assert "adapter-pvc" not in volumes
+    assert violations(pod) == []
+
+
 def test_hub_tokens_and_storage_enter_as_secret_references():
     ftj = FineTuneJob.model_validate(
         ftj_body(storage={"s3": {"endpoint": "http://minio:9000", "credentialsSecret": "s3-creds"}})
@@ -121,6 +142,11 @@ def test_a_direct_source_needs_no_finetunejob():
         (
             ftj_body({"conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]}),
             SourceFailed, "recorded no adapter",
+        ),
+        (
+            ftj_body({"conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}],
+                      "artifacts": {"model": "s3://out/runs/demo/model"}}, method="full"),
+            SourceFailed, "is a full fine-tune: its model is at s3://out/runs/demo/model",
         ),
     ],
 )  # fmt: skip

@@ -1,0 +1,125 @@
+"""The fast f16 path of ``convert_to_gguf``: llama.cpp's converter for metadata, Tuneforge for tensors.
+
+llama.cpp's ``convert_hf_to_gguf.py`` casts every tensor through torch on one
+thread (about 16 s/GB for bf16 here). For the architectures whose tensor
+handling ``gguf_tensors`` restates (Llama, Mistral, Qwen2) and an f16 output,
+the exporter runs ``gguf_fast_main`` instead, a child process that lets the
+converter write the metadata and the vocabulary (``--vocab-only``) and writes
+the tensors itself, in parallel and bit for bit as the converter would:
+tests/exporter/test_gguf_fast.py checks that both files are byte-identical.
+
+Everything else (another architecture or output type, a quantized
+checkpoint, a tensor the rules do not cover, a converter whose metadata is
+not what the plan assumed) is *declined*, with the reason logged, and the
+converter does the whole conversion as before (``GgufFile.method`` says which
+path wrote a file). Failures are not declines: a converter failure during
+``--vocab-only`` (an unrecognised tokenizer, memory, the deadline) is reported
+exactly as from a full conversion, and the fast path's own errors are
+``ConversionFailed``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+from tuneforge.exporter.gguf_process import run_tool
+from tuneforge.exporter.gguf_tensors import Unsupported, model_shape
+
+FAST: Final = "fast"
+"""GgufFile.method of a file written by the fast path."""
+CONVERTER: Final = "llama.cpp"
+"""GgufFile.method of a file written by llama.cpp's converter (or quantizer) alone."""
+
+logger = logging.getLogger(__name__)
+
+
+def refusal(model_dir: Path, outtype: str) -> str | None:
+    """Why the fast path does not apply, from config.json alone; None when it may (the child checks more)."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return f"config.json is unreadable ({err})"
+    if not isinstance(config, dict):
+        return "config.json is not an object"
+    if (model_dir / "hf_quant_config.json").exists():
+        return "the checkpoint is quantized (hf_quant_config.json)"
+    try:
+        model_shape(config, outtype)
+    except Unsupported as why:
+        return str(why)
+    return None
+
+
+def try_fast(
+    model_dir: Path,
+    partial: Path,
+    *,
+    outtype: str,
+    tools: Path,
+    version: str,
+    timeout: float,
+    memory_limit: int | None,
+) -> str | None:
+    """Writes the GGUF of ``model_dir`` to ``partial``; None when written, else why not (nothing written).
+
+    Raises GgufError as ``convert_to_gguf`` does.
+    """
+    declined = refusal(model_dir, outtype)
+    if declined is None:
+        declined = _run_child(model_dir, partial, outtype, tools, version, timeout, memory_limit)
+    if declined is not None:
+        partial.unlink(missing_ok=True)
+        logger.info("%s: llama.cpp's converter writes the tensors too: %s", model_dir.name, declined)
+    return declined
+
+
+def _run_child(
+    model_dir: Path,
+    partial: Path,
+    outtype: str,
+    tools: Path,
+    version: str,
+    timeout: float,
+    memory_limit: int | None,
+) -> str | None:
+    vocab = partial.with_name(partial.name + ".vocab")
+    argv = [sys.executable, "-m", "tuneforge.exporter.gguf_fast_main", str(model_dir), "--outtype", outtype]
+    argv += ["--outfile", str(partial), "--vocab-file", str(vocab), "--tools", str(tools)]
+    try:
+        run = run_tool(
+            argv,
+            # Named after the converter: its failures (tokenizer, memory) are the ones users see.
+            step=(
+                f"convert_hf_to_gguf.py {model_dir.name} --outtype {outtype} --vocab-only"
+                " (tensors: Tuneforge)"
+            ),
+            timeout=timeout,
+            version=version,
+            memory_limit=memory_limit,
+        )
+    finally:
+        vocab.unlink(missing_ok=True)
+    result = _last_json_line(run.stdout)
+    if result.get("written") and partial.is_file():
+        logger.info(
+            "%s: f16 GGUF written by the fast path, %d tensors, %.1f s (llama.cpp's --vocab-only: %.1f s)",
+            model_dir.name,
+            result.get("tensors", 0),
+            result.get("seconds", 0.0),
+            result.get("vocabSeconds", 0.0),
+        )
+        return None
+    return str(result.get("declined") or f"the fast path gave no result: {run.stdout[-500:]!r}")
+
+
+def _last_json_line(stdout: str) -> dict[str, Any]:
+    lines = stdout.strip().splitlines()
+    try:
+        result = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        return {}
+    return result if isinstance(result, dict) else {}

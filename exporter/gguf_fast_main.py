@@ -1,0 +1,154 @@
+"""The fast f16 conversion's child process: llama.cpp's metadata and vocabulary, our tensors.
+
+    python -m tuneforge.exporter.gguf_fast_main MODEL_DIR --outfile OUT --vocab-file TMP --tools DIR
+
+1. starts ``convert_hf_to_gguf.py MODEL_DIR --outtype f16 --vocab-only`` (writing TMP) at once: it
+   is most of the wall time (its torch and transformers imports alone take seconds);
+2. meanwhile plans the tensors (``gguf_tensors``) from config.json and the safetensors headers;
+3. when the converter is done, writes OUT: its metadata with our tensor infos (``gguf_fast_header``),
+   then the tensor data (``gguf_fast_data``).
+
+Prints one JSON line on stdout: ``{"written": true, ...}``, or ``{"declined": "<why>"}`` when the
+model is not one the fast path handles (OUT is then not written; the exporter runs the converter).
+A failure of the converter is this process's failure, with the converter's stderr and exit status
+(or its signal), so the exporter classifies it as it would the converter's own. Imports neither torch
+nor anything of the exporter that does: its start-up is part of every conversion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tuneforge.exporter.gguf_tensors import (
+    ModelShape,
+    PlannedTensor,
+    SourceTensor,
+    Unsupported,
+    index_weights,
+    model_shape,
+    plan_tensors,
+)
+
+MAX_WORKERS = 8
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tuneforge.exporter.gguf_fast_main")
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--outfile", type=Path, required=True)
+    parser.add_argument("--vocab-file", type=Path, required=True, help="where the vocab-only GGUF goes")
+    parser.add_argument("--tools", type=Path, required=True, help="llama.cpp's converters (gguf_tools)")
+    parser.add_argument("--outtype", default="f16")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    converter = _start_vocab_only(args)
+    try:
+        try:
+            gguf = _vendored_gguf(args.tools)
+            shape, plan = _plan(gguf, args.model_dir, args.outtype)
+        except Unsupported as why:
+            return _decline(str(why))
+        status = converter.wait()
+        if status != 0:
+            return _exit_like(status)
+        vocab_seconds = time.monotonic() - started
+        # numpy and the writer only now: the converter started first.
+        from tuneforge.exporter.gguf_fast_header import check_shape, read_vocab
+
+        try:
+            vocab = read_vocab(gguf, args.vocab_file)
+            check_shape(vocab, shape)
+        except Unsupported as why:
+            return _decline(str(why))
+        size = _write(gguf, args, vocab, plan)
+    finally:
+        if converter.poll() is None:
+            converter.kill()
+            converter.wait()
+    result: dict[str, object] = {"written": True, "tensors": len(plan), "bytes": size}
+    result |= {"seconds": round(time.monotonic() - started, 3), "vocabSeconds": round(vocab_seconds, 3)}
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def _start_vocab_only(args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    command = [sys.executable, str(args.tools / "convert_hf_to_gguf.py"), str(args.model_dir)]
+    command += ["--outtype", args.outtype, "--vocab-only", "--outfile", str(args.vocab_file)]
+    started: list[subprocess.Popen[bytes]] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # The exporter's deadline stops the whole process group; wait for the converter so that
+        # nothing of ours outlives this process (the exporter then removes the temporary files).
+        for converter in started:
+            converter.kill()
+            converter.wait()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)  # before the converter exists: no moment without it
+    # Its stdout joins our stderr: our stdout carries the result line only.
+    started.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno()))
+    return started[0]
+
+
+def _vendored_gguf(tools: Path) -> Any:
+    """llama.cpp's own gguf-py, beside its converters (PyPI's gguf lags behind them)."""
+    sys.path.insert(0, str(tools / "gguf-py"))
+    return importlib.import_module("gguf")
+
+
+def _plan(gguf: Any, model_dir: Path, outtype: str) -> tuple[ModelShape, list[PlannedTensor]]:
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    if (model_dir / "hf_quant_config.json").exists():
+        raise Unsupported("the checkpoint is quantized (hf_quant_config.json)")
+    shape = model_shape(config, outtype)
+    arch = next(key for key, name in gguf.MODEL_ARCH_NAMES.items() if name == shape.rule.gguf_arch)
+    tensor_map = gguf.get_tensor_name_map(arch, shape.block_count)
+
+    def read_header(path: Path) -> dict[str, SourceTensor]:
+        local = gguf.utility.SafetensorsLocal(path)
+        return {
+            name: SourceTensor(name, t.dtype, tuple(t.shape), path, t.data_range.offset, t.data_range.size)
+            for name, t in local.tensors.items()
+        }
+
+    return shape, plan_tensors(index_weights(model_dir, read_header), shape, tensor_map)
+
+
+def _write(gguf: Any, args: argparse.Namespace, vocab: list[Any], plan: list[PlannedTensor]) -> int:
+    from tuneforge.exporter.gguf_fast_data import write_data
+    from tuneforge.exporter.gguf_fast_header import open_gguf
+
+    writer = open_gguf(gguf, args.outfile, args.model_dir, vocab, plan)
+    try:
+        out = writer.fout[0]
+        workers = min(MAX_WORKERS, len(os.sched_getaffinity(0)))
+        return write_data(plan, out.fileno(), out.tell(), workers=workers)
+    finally:
+        writer.close()
+
+
+def _decline(why: str) -> int:
+    print(json.dumps({"declined": why}), flush=True)
+    return 0
+
+
+def _exit_like(status: int) -> int:
+    """This process ends as the converter did: same exit code, or killed by the same signal."""
+    if status < 0:
+        signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
