@@ -103,14 +103,25 @@ class DatasetSource(ApiModel):
     )
 
     source: DatasetUri
-    """A JSONL file (or a folder of them): file://, s3://, gs://, https:// or hf://."""
+    """The data: file://, s3://, gs://, https:// or hf://. A JSONL, JSON (an array of records) or
+    Parquet file, a Hugging Face save_to_disk folder, or a folder of those (read in sorted order)."""
     format: DatasetFormat = DatasetFormat.auto
     """Record layout: alpaca (instruction/input/output), chat (messages),
-    prompt-completion, preference (prompt/chosen/rejected, for DPO), or auto to detect it."""
+    prompt-completion, preference (prompt/chosen/rejected, for DPO), or auto to detect it.
+    With modality vision: chat records whose user turns hold images, e.g.
+    {"messages": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is it?"}]},
+    {"role": "assistant", "content": "A cat."}], "images": ["images/cat.png"]}: each {"type": "image"}
+    part takes the next entry of images, a path relative to the dataset folder or a
+    data:image/png;base64,... URI (without image parts, the images precede the first user text)."""
     eval_source: DatasetUri | None = None
     """A separate evaluation set, in the same format."""
     eval_split: Annotated[float, Field(gt=0, le=0.5)] | None = None
-    """Fraction of the training data held out for evaluation (0 < x <= 0.5)."""
+    """Fraction of the training data held out for evaluation (0 < x <= 0.5), chosen by
+    hyperparameters.seed: the same seed holds out the same records."""
+    overlength: Literal["truncate", "drop"] = "truncate"
+    """Samples longer than hyperparameters.maxSeqLength tokens: truncate (keep their start) or
+    drop them. Either way they are counted in status.metrics (truncatedSamples, droppedSamples),
+    the log and the final message."""
     token_secret_ref: SecretKeyRef | None = None
     """Secret key holding a Hugging Face token, for private hf:// datasets."""
 
@@ -136,7 +147,7 @@ class Hyperparameters(ApiModel):
     gradient_accumulation_steps: Annotated[int, Field(ge=1, le=4096)] = 1
     """Steps whose gradients are summed before one optimizer update."""
     max_seq_length: Annotated[int, Field(ge=8, le=1_048_576)] = 1024
-    """Longest sample in tokens; longer samples are truncated and counted."""
+    """Longest sample in tokens; longer samples are truncated or dropped (dataset.overlength) and counted."""
     packing: bool = False
     """Pack several samples into each sequence (faster on short samples)."""
     lr_scheduler: Scheduler = Scheduler.linear
@@ -168,6 +179,9 @@ class Hyperparameters(ApiModel):
     """Use FlashAttention 2 (needs a supported GPU and the flash-attn package)."""
     precision: Precision = Precision.auto
     """Compute precision; auto: bf16 where the GPU supports it, else fp16 on GPUs, fp32 on CPU."""
+    dpo_beta: Annotated[float, Field(gt=0, le=10)] = 0.1
+    """DPO's beta (trainer dpo only): how strongly the tuned model is held to the base model;
+    higher stays closer to it, lower lets the preferences pull further (typical 0.01 to 0.5)."""
 
 
 class Evaluation(ApiModel):
@@ -283,7 +297,7 @@ class Resources(ApiModel):
     """Compute for each training pod."""
 
     gpus: Annotated[int, Field(ge=0, le=64)] = 1
-    """GPUs per pod (nvidia.com/gpu); 0 trains on CPU."""
+    """GPUs per pod (nvidia.com/gpu); 0 trains on CPU. More than 1 runs one trainer process per GPU."""
     gpu_type: Annotated[str, Field(max_length=128)] | None = None
     """GPU model to schedule onto, matched against the operator's GPU node label."""
     cpu: Quantity | None = None
@@ -303,14 +317,17 @@ class Resources(ApiModel):
 
 
 class Distributed(ApiModel):
-    """Scale-out across GPUs and nodes."""
+    """Scale-out across GPUs and nodes: one trainer process per GPU under torchrun; several nodes
+    run as an Indexed Job whose pods meet through a headless Service (torch's c10d rendezvous)."""
 
     nodes: Annotated[int, Field(ge=1, le=1024)] = 1
-    """Number of nodes (pods)."""
+    """Number of nodes (pods), each with spec.resources; the pod of completion index 0 is rank 0."""
     gpus_per_node: Annotated[int, Field(ge=1, le=64)] | None = None
-    """Processes per node; defaults to resources.gpus."""
+    """Trainer processes per node; defaults to resources.gpus (one per GPU). With resources.gpus 0,
+    that many CPU processes (gloo)."""
     strategy: Literal["ddp", "fsdp"] = "ddp"
-    """Data-parallel (ddp) or fully sharded (fsdp)."""
+    """ddp (every process holds the whole model) or fsdp (parameters sharded across the processes;
+    needs CUDA GPUs)."""
 
 
 class RunPolicy(ApiModel):
@@ -362,10 +379,28 @@ class FineTuneJobSpec(ApiModel):
             field_path=".dataset.format",
         ),
         CelRule(
+            rule="self.trainer != 'dpo' || !has(self.hyperparameters) || "
+            "!has(self.hyperparameters.packing) || !self.hyperparameters.packing",
+            message="spec.hyperparameters.packing applies to spec.trainer sft only (DPO compares whole "
+            "chosen and rejected answers)",
+            field_path=".hyperparameters.packing",
+        ),
+        CelRule(
             rule="self.method != 'full' || !has(self.hyperparameters) || "
             "self.hyperparameters.targetModules == ['all-linear']",
             message="spec.hyperparameters.targetModules applies to lora and qlora only",
             field_path=".hyperparameters.targetModules",
+        ),
+        CelRule(
+            rule="self.modality != 'vision' || self.dataset.format in ['auto', 'chat']",
+            message="spec.dataset.format must be chat (or auto) when spec.modality is vision",
+            field_path=".dataset.format",
+        ),
+        CelRule(
+            rule="self.modality != 'vision' || !has(self.hyperparameters) || "
+            "!has(self.hyperparameters.packing) || !self.hyperparameters.packing",
+            message="spec.hyperparameters.packing is not supported with spec.modality vision",
+            field_path=".hyperparameters.packing",
         ),
         CelRule(
             rule="!has(self.distributed) || self.distributed.nodes == 1 || "
@@ -393,7 +428,8 @@ class FineTuneJobSpec(ApiModel):
     trainer: TrainerKind = TrainerKind.sft
     """sft (supervised) or dpo (preference)."""
     modality: Modality = Modality.text
-    """text, or vision (image+text chat on a vision-language model)."""
+    """text, or vision: image+text chat records (see dataset.format) on a vision-language model
+    (LLaVA, Idefics3/SmolVLM, Qwen2-VL, ...) loaded with its processor."""
     provider: Provider = Provider.huggingface
     """Training backend: huggingface (transformers/peft/trl) or unsloth."""
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
@@ -481,13 +517,27 @@ class Metrics(ApiModel):
     """Samples used for training."""
     truncated_samples: int | None = None
     """Samples longer than maxSeqLength, truncated."""
+    dropped_samples: int | None = None
+    """Samples longer than maxSeqLength, dropped (spec.dataset.overlength drop)."""
+    reward_accuracy: float | None = None
+    """DPO: share of preference pairs whose chosen answer the tuned model rewards above the
+    rejected one, at the last logged training step (0.5 is chance)."""
+    reward_margin: float | None = None
+    """DPO: mean reward of the chosen answers minus that of the rejected ones, at the last
+    logged training step (rewards are beta times the log-probability ratio to the base model)."""
+    eval_reward_accuracy: float | None = None
+    """DPO: reward accuracy on the eval set, at the last evaluation."""
+    eval_reward_margin: float | None = None
+    """DPO: reward margin on the eval set, at the last evaluation."""
 
 
 class Artifacts(ApiModel):
     """Where the results are."""
 
     adapter: Annotated[str, Field(max_length=2048)] | None = None
-    """The trained adapter (or the full model, for method full)."""
+    """The trained LoRA adapter with its tokenizer (methods lora and qlora)."""
+    model: Annotated[str, Field(max_length=2048)] | None = None
+    """The fully fine-tuned model with its tokenizer, a Hugging Face model folder (method full)."""
     checkpoints: Annotated[str, Field(max_length=2048)] | None = None
     """Prefix holding checkpoints."""
     run_record: Annotated[str, Field(max_length=2048)] | None = None

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneforge.api import conditions as C
+from tuneforge.operator.attempts import attempt_note, current_pod, ended_pods, retry_message
+from tuneforge.operator.builders.distributed import COMPLETION_INDEX_ANNOTATION
 from tuneforge.operator.builders.job import FETCH_DATASET, FETCH_EVAL_DATASET, FETCH_MODEL, TRAINER
 
 FETCH_REASONS = {
@@ -88,12 +90,6 @@ def _condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return None
 
 
-def _newest(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
-    if not pods:
-        return None
-    return max(pods, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))
-
-
 def _statuses(pod: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return list(pod.get("status", {}).get(key) or [])
 
@@ -108,9 +104,15 @@ def failed_container(pods: list[dict[str, Any]]) -> tuple[str, Termination] | No
     return None
 
 
+def _completion_index(pod: dict[str, Any]) -> int:
+    """An Indexed Job pod's index (0 for other pods): index 0 runs rank 0, which reports the results."""
+    value = (pod["metadata"].get("annotations") or {}).get(COMPLETION_INDEX_ANNOTATION, "0")
+    return int(value) if str(value).isdigit() else 0
+
+
 def trainer_result(pods: list[dict[str, Any]], container: str = TRAINER) -> Termination | None:
-    """The main container's termination summary from the pod that succeeded."""
-    for pod in pods:
+    """The main container's termination summary from the pod that succeeded (index 0 first)."""
+    for pod in sorted(pods, key=_completion_index):
         for status in _statuses(pod, "containerStatuses"):
             terminated = (status.get("state") or {}).get("terminated")
             if status.get("name") == container and terminated and terminated.get("exitCode") == 0:
@@ -161,14 +163,38 @@ def _waiting_problem(pod: dict[str, Any], secret_fields: dict[str, str]) -> Stag
     return None
 
 
+def _progress_rank(pod: dict[str, Any]) -> int:
+    """0 not started, 1 initializing, 2 main containers started."""
+    if any("running" in (s.get("state") or {}) for s in _statuses(pod, "containerStatuses")):
+        return 2
+    started = pod.get("status", {}).get("phase") == "Running" or _statuses(pod, "initContainerStatuses")
+    return 1 if started else 0
+
+
+def slowest_pod(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Of a multi-node run's live pods, the least advanced: the run trains only once they all do."""
+    live = [
+        p
+        for p in pods
+        if COMPLETION_INDEX_ANNOTATION in (p["metadata"].get("annotations") or {})
+        and not p["metadata"].get("deletionTimestamp")
+        and p.get("status", {}).get("phase") in (None, "Pending", "Running")
+    ]
+    if len(live) < 2:
+        return None
+    return min(live, key=lambda p: (_progress_rank(p), _completion_index(p)))
+
+
 def _running_stage(
     job: dict[str, Any], pods: list[dict[str, Any]], secret_fields: dict[str, str], work: Workload
 ) -> Stage:
-    pod = _newest([p for p in pods if not p["metadata"].get("deletionTimestamp")])
-    failed_before = int(job.get("status", {}).get("failed") or 0)
-    attempt = f" (attempt {failed_before + 1})" if failed_before else ""
+    pod = slowest_pod(pods) or current_pod(pods)
     if pod is None:
         return Stage("Unknown", C.QUEUED, "waiting for the Job's pod to be created")
+    if pod.get("status", {}).get("phase") == "Failed":  # the Job has yet to replace it
+        number = max(int(job.get("status", {}).get("failed") or 0), len(ended_pods(pods)))
+        return Stage("Unknown", C.RETRYING, retry_message(pod, number, work.container))
+    attempt = attempt_note(job, pods, pod, work.container, done=False)
     problem = _waiting_problem(pod, secret_fields)
     if problem:
         return problem
@@ -183,7 +209,8 @@ def _running_stage(
             return Stage("Unknown", C.INITIALIZING, stage + attempt)
     for status in _statuses(pod, "containerStatuses"):
         if status.get("name") == work.container and "running" in (status.get("state") or {}):
-            return Stage("Unknown", work.reason, work.doing + attempt)
+            running = attempt_note(job, pods, pod, work.container, done=True)
+            return Stage("Unknown", work.reason, work.doing + running)
     if pod.get("status", {}).get("phase") in (None, "Pending"):
         return Stage("Unknown", C.INITIALIZING, "starting the pod" + attempt)
     return Stage("Unknown", work.reason, work.doing + attempt)

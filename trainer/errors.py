@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tuneforge import exitcodes
 from tuneforge.api import conditions
 
@@ -17,6 +19,8 @@ class TrainerError(Exception):
         self.message = message
         if reason is not None:
             self.reason = reason
+        self.details: dict[str, Any] = {}
+        """More fields for the termination message (JSON-serialisable)."""
 
 
 class InvalidSpec(TrainerError):

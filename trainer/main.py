@@ -8,12 +8,9 @@ termination message and an exit code from ``tuneforge.exitcodes``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import signal
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -24,21 +21,20 @@ from tuneforge.api.conditions import SUCCEEDED_REASON
 from tuneforge.reporting import Reporter, reporter_from_env
 from tuneforge.reporting.progress import rfc3339
 from tuneforge.termination import write_termination_message
+from tuneforge.trainer.distributed import Worker, route_termination_message
 from tuneforge.trainer.errors import OOM_HINT, OutOfMemory, TrainerError
 from tuneforge.trainer.logs import LogSetup
-from tuneforge.trainer.model import Hardware
+from tuneforge.trainer.model import Hardware, artifact_name, check_loadable
+from tuneforge.trainer.preemption import handling_sigterm
 from tuneforge.trainer.runrecord import output_uris, write_run_record
 from tuneforge.trainer.spec import check_supported, load_spec
+from tuneforge.trainer.tracking import tracking_session
 from tuneforge.trainer.train import Data, Paths, Result, prepare_data, resolve_runtime, run_training
 
 log = logging.getLogger("tuneforge.trainer")
 
 LOG_FILE = "train.log"
 SHOWN_PROBLEMS = 20
-
-
-class Terminated(Exception):
-    """SIGTERM arrived: preemption, eviction or deletion of the pod."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--spec", type=Path, required=True, help="FineTuneJob YAML (the operator's ConfigMap)"
     )
     parser.add_argument("--model", type=Path, required=True, help="folder holding the base model")
-    parser.add_argument("--dataset", type=Path, required=True, help="folder of .jsonl/.json training data")
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        required=True,
+        help="training data: a .jsonl/.json/.parquet file, a save_to_disk folder, or a folder of those",
+    )
     parser.add_argument("--eval-dataset", type=Path, default=None, help="folder of evaluation data")
     parser.add_argument(
         "--workdir", type=Path, required=True, help="scratch folder; the adapter is saved here"
@@ -71,6 +72,8 @@ class Outcome:
     exit_code: int
     metrics: dict[str, float | int] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """More fields of the termination message (e.g. the checkpoint a preempted run saved)."""
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -84,14 +87,19 @@ def _count(n: int | float, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def success_message(result: Result, data: Data, adapter_uri: str) -> str:
-    trained = f"trained {_count(result.steps, 'step')} on {_count(len(data.train), 'sample')}"
-    parts = [f"{trained}; adapter at {adapter_uri}"]
+def success_message(result: Result, data: Data, artifact_uri: str, artifact: str = "adapter") -> str:
+    samples = result.metrics.get("trainSamples", len(data.train))  # after overlength drop
+    trained = f"trained {_count(result.steps, 'step')} on {_count(samples, 'sample')}"
+    what = "full model" if artifact == "model" else artifact
+    parts = [f"{trained}; {what} at {artifact_uri}"]
     if data.skipped:
         parts.append(f"{_count(data.skipped, 'invalid record')} skipped (first: {data.problems[0]})")
     truncated = result.metrics.get("truncatedSamples")
     if truncated:
         parts.append(f"{_count(truncated, 'sample')} longer than maxSeqLength truncated")
+    dropped = result.metrics.get("droppedSamples")
+    if dropped:
+        parts.append(f"{_count(dropped, 'sample')} longer than maxSeqLength dropped")
     return "; ".join(parts)
 
 
@@ -107,12 +115,14 @@ class Run:
         self.result: Result | None = None
         self.phases: dict[str, float] = {}
         self.started = time.time()
+        # One of several processes under `tuneforge launch`? Only rank 0 writes (trainer/distributed.py).
+        self.worker = Worker.from_env()
 
     def execute(self) -> int:
         log_file = self.paths.workdir / LOG_FILE
         try:
             self.paths.workdir.mkdir(parents=True, exist_ok=True)
-            self.logs = LogSetup(log_file)
+            self.logs = LogSetup(log_file if self.worker.is_main else None)
         except OSError as err:
             message = f"cannot use the work folder {self.paths.workdir}: {err.strerror or err}"
             print(f"tuneforge train: {message}", file=sys.stderr)
@@ -130,7 +140,7 @@ class Run:
         try:
             return self._train()
         except TrainerError as err:
-            return Outcome(err.reason, err.message, err.exit_code, *self._partial())
+            return Outcome(err.reason, err.message, err.exit_code, *self._partial(), extra=err.details)
         except Exception as err:  # noqa: BLE001 - every failure must end in a termination message
             return self._unexpected(err)
 
@@ -139,25 +149,34 @@ class Run:
 
         self.job = job = load_spec(self.spec_path)
         log.info("FineTuneJob %s/%s (uid %s)", job.metadata.namespace, job.metadata.name, job.metadata.uid)
-        self.reporter = reporter_from_env(
-            job.metadata.namespace or "default", job.metadata.name, self.paths.workdir
+        self.reporter = (
+            reporter_from_env(job.metadata.namespace or "default", job.metadata.name, self.paths.workdir)
+            if self.worker.is_main
+            else Reporter([])
         )
         check_supported(job.spec)
-        runtime = resolve_runtime(job.spec.hyperparameters, Hardware.detect())
+        hardware = Hardware.detect()
+        check_loadable(job.spec, hardware)
+        runtime = resolve_runtime(job.spec.hyperparameters, hardware)
         self._progress("validating the dataset")
         with self._phase("data"):
             self.data = prepare_data(job, self.paths)
-        with self._phase("train"):
+        with self._phase("train"), tracking_session(job, self.paths.workdir, self.reporter):
             self.result = run_training(job, self.data, runtime, self.paths, self.reporter)
+        if not self.worker.is_main:
+            steps = _count(self.result.steps, "step")
+            message = f"{self.worker.describe()}: trained {steps}; rank 0 uploads the results"
+            return Outcome(SUCCEEDED_REASON, message, exitcodes.OK)
         self.reporter.metrics(**self.result.metrics)
         uris = output_uris(job.spec.output.uri)
-        self._progress("uploading the adapter")
+        artifact = artifact_name(job.spec)  # "adapter", or "model" for full fine-tuning
+        self._progress(f"uploading the {artifact}")
         with self._phase("upload"):
-            upload_tree(self.paths.adapter, uris["adapter"])
-        self.reporter.artifacts(adapter=uris["adapter"])
-        message = success_message(self.result, self.data, uris["adapter"])
+            upload_tree(self.paths.workdir / artifact, uris[artifact])
+        self.reporter.artifacts(**{artifact: uris[artifact]})
+        message = success_message(self.result, self.data, uris[artifact], artifact)
         return Outcome(
-            SUCCEEDED_REASON, message, exitcodes.OK, self.result.metrics, {"adapter": uris["adapter"]}
+            SUCCEEDED_REASON, message, exitcodes.OK, self.result.metrics, {artifact: uris[artifact]}
         )
 
     def _partial(self) -> tuple[dict[str, float | int], dict[str, str]]:
@@ -168,11 +187,6 @@ class Run:
 
         if isinstance(err, StorageError):
             return Outcome(err.reason, str(err), err.exit_code, *self._partial())
-        if isinstance(err, Terminated):
-            message = (
-                "stopped by SIGTERM (preemption, eviction or deletion); a retry starts the training over"
-            )
-            return Outcome("Terminated", message, exitcodes.FAILED, *self._partial())
         if is_out_of_memory(err):
             oom = OutOfMemory(f"ran out of memory ({type(err).__name__}): {OOM_HINT}")
             return Outcome(oom.reason, oom.message, oom.exit_code, *self._partial())
@@ -183,7 +197,7 @@ class Run:
         """Write the run record (best effort on failure); a record that cannot be written fails the run."""
         level = logging.INFO if outcome.exit_code == exitcodes.OK else logging.ERROR
         log.log(level, "%s: %s", outcome.reason, outcome.message)
-        if self.job is None:
+        if self.job is None or not self.worker.is_main:
             return outcome
         from tuneforge.storage import StorageError
 
@@ -234,12 +248,15 @@ class Run:
                 "skippedRecords": self.data.skipped,
                 "problems": self.data.problems[:SHOWN_PROBLEMS],
             }
+        if self.result is not None and self.result.distributed:
+            status["distributed"] = self.result.distributed  # world size, per-rank samples and weights
         return status
 
     def _announce(self, outcome: Outcome) -> None:
         if self.reporter is not None:
             self.reporter.finish(reason=outcome.reason, message=outcome.message)
         extra = {k: v for k, v in (("metrics", outcome.metrics), ("artifacts", outcome.artifacts)) if v}
+        extra.update(outcome.extra)
         write_termination_message(outcome.reason, outcome.message, **extra)
 
     def _progress(self, message: str) -> None:
@@ -263,27 +280,11 @@ class _Phase:
         self.phases[self.name] = time.monotonic() - self.start
 
 
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into an exception, so a stopped run still writes its termination message."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: list[str] | None = None) -> int:
+    route_termination_message(Worker.from_env())  # under `tuneforge launch`: one file per rank
     args = build_parser().parse_args(argv)
-    with _sigterm_raises():
+    # SIGTERM ends the run with a checkpoint and reason Preempted (see trainer/preemption.py).
+    with handling_sigterm():
         return Run(args).execute()
 
 

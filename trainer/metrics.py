@@ -22,12 +22,17 @@ def _number(value: Any) -> float | None:
 
 
 def eval_metrics(logs: dict[str, Any]) -> dict[str, float]:
-    """evalLoss, perplexity, meanTokenAccuracy, evalRuntimeSeconds from an evaluation's metrics."""
+    """evalLoss, perplexity, meanTokenAccuracy, evalRuntimeSeconds from an evaluation's metrics
+    (and DPO's evalRewardAccuracy/evalRewardMargin)."""
+    dpo = "eval_rewards/margins" in logs
     found = {
         "evalLoss": _number(logs.get("eval_loss")),
-        "perplexity": perplexity(_number(logs.get("eval_loss"))),
+        # A DPO loss is not a language-modelling loss: exp() of it is no perplexity.
+        "perplexity": None if dpo else perplexity(_number(logs.get("eval_loss"))),
         "meanTokenAccuracy": _number(logs.get("eval_mean_token_accuracy")),
         "evalRuntimeSeconds": _number(logs.get("eval_runtime")),
+        "evalRewardAccuracy": _number(logs.get("eval_rewards/accuracies")),
+        "evalRewardMargin": _number(logs.get("eval_rewards/margins")),
     }
     return {k: v for k, v in found.items() if v is not None}
 
@@ -38,6 +43,7 @@ def final_metrics(
     *,
     train_samples: int,
     truncated_samples: int,
+    dropped_samples: int | None = None,
 ) -> dict[str, float | int]:
     """The run's Metrics from the log history and the result of ``Trainer.train()``."""
     runtime = _number(train_output_metrics.get("train_runtime"))
@@ -51,6 +57,9 @@ def final_metrics(
         "trainRuntimeSeconds": runtime,
         "finalLoss": _number(last.get("loss")),
         "tokensPerSecond": tokens / runtime if tokens and runtime else None,
+        "droppedSamples": dropped_samples,
+        "rewardAccuracy": _number(last.get("rewards/accuracies")),
+        "rewardMargin": _number(last.get("rewards/margins")),
     }
     eval_logs = [h for h in history if "eval_loss" in h]
     if eval_logs:

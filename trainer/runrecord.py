@@ -26,8 +26,12 @@ def join_uri(base: str, *parts: str) -> str:
 
 
 def output_uris(output: str) -> dict[str, str]:
-    """Where the adapter and the run record of ``output`` go, by their Artifacts names."""
-    return {"adapter": join_uri(output, "adapter"), "runRecord": join_uri(output, "run")}
+    """Where the adapter (or full model) and the run record of ``output`` go, by their Artifacts names."""
+    return {
+        "adapter": join_uri(output, "adapter"),
+        "model": join_uri(output, "model"),
+        "runRecord": join_uri(output, "run"),
+    }
 
 
 def config_json(manifest: dict[str, Any]) -> str:

@@ -1,33 +1,50 @@
-"""One LoRA SFT run with trl: data prepared, model loaded, trained, adapter saved."""
+"""One training run with trl (SFT, or DPO: tuneforge.trainer.dpo): data prepared, model loaded,
+trained, adapter saved."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from tuneforge.api import FineTuneJob
-from tuneforge.api.finetunejob import Hyperparameters
+from tuneforge.api.finetunejob import Hyperparameters, Modality, TrainerKind
 from tuneforge.reporting import Reporter
+from tuneforge.trainer.batching import batching_kwargs
+from tuneforge.trainer.checkpoints import save_kwargs
 from tuneforge.trainer.dataset import LoadedDataset, load_dataset, split_eval, to_trl_rows
+from tuneforge.trainer.distributed import (
+    SampleTally,
+    Worker,
+    rank_report,
+    save_once,
+    save_processing_class,
+    strategy_of,
+    training_kwargs,
+)
+from tuneforge.trainer.dpo import build_dpo_trainer
 from tuneforge.trainer.errors import InvalidSpec
 from tuneforge.trainer.hyperparams import (
     attn_implementation,
-    lora_kwargs,
     resolve_precision,
-    resolve_target_modules,
     sft_kwargs,
 )
 from tuneforge.trainer.metrics import final_metrics
 from tuneforge.trainer.model import (
     Hardware,
+    TrainableModel,
+    artifact_name,
     check_chat_template,
-    copy_sentencepiece_model,
-    linear_module_names,
-    load_model,
-    load_tokenizer,
+    load_processing_class,
+    prepare_model,
+    save_artifact,
 )
+from tuneforge.trainer.overlength import Policy, fit_to_length
+from tuneforge.trainer.tracking import report_to
+from tuneforge.trainer.vision import FORMAT as VISION_FORMAT
+from tuneforge.trainer.vision import load_vision_dataset, vision_rows
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +83,13 @@ class Runtime:
 
 @dataclass
 class Rows:
-    """trl-shaped rows and how many exceed maxSeqLength."""
+    """trl-shaped rows and how many exceed maxSeqLength (truncated, or dropped from the rows)."""
 
     train: list[dict[str, Any]]
     eval: list[dict[str, Any]] | None
     truncated: int
     longest: int
+    dropped: int = 0
 
 
 @dataclass
@@ -79,6 +97,8 @@ class Result:
     steps: int
     metrics: dict[str, float | int]
     history: list[dict[str, Any]]
+    distributed: dict[str, Any] | None = None
+    """World size and what each rank trained on (trainer/distributed.py)."""
 
 
 def resolve_runtime(hp: Hyperparameters, hardware: Hardware) -> Runtime:
@@ -94,12 +114,15 @@ def resolve_runtime(hp: Hyperparameters, hardware: Hardware) -> Runtime:
 def prepare_data(job: FineTuneJob, paths: Paths) -> Data:
     """Load, validate and split the data; runs before the model is loaded, so bad data fails fast."""
     spec = job.spec
-    train = load_dataset(paths.dataset, spec.dataset.format.value)
+    load: Any = load_vision_dataset
+    if spec.modality != Modality.vision:
+        load = partial(load_dataset, trainer=spec.trainer.value)
+    train = load(paths.dataset, spec.dataset.format.value)
     log.info("dataset: %s", train.summary())
     problems = [str(p) for p in train.problems]
     evals: LoadedDataset | None = None
     if paths.eval_dataset is not None:
-        evals = load_dataset(paths.eval_dataset, train.format, what="eval dataset")
+        evals = load(paths.eval_dataset, train.format, what="eval dataset")
         log.info("eval dataset: %s", evals.summary())
         problems += [str(p) for p in evals.problems]
     elif spec.dataset.eval_source is not None:
@@ -114,78 +137,69 @@ def prepare_data(job: FineTuneJob, paths: Paths) -> Data:
     return Data(train.format, records, eval_records, skipped, problems)
 
 
-def sample_lengths(rows: list[dict[str, Any]], tokenizer: Any) -> list[int]:
-    """Token count of each trl row as trl will tokenize it (eos included for plain text)."""
-    lengths = []
-    for row in rows:
-        if "messages" in row:
-            conversation = row["messages"]
-        elif isinstance(row["prompt"], list):
-            conversation = row["prompt"] + row["completion"]
-        else:
-            lengths.append(len(tokenizer(row["prompt"] + row["completion"])["input_ids"]) + 1)
-            continue
-        encoded = tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)
-        lengths.append(len(encoded["input_ids"]))
-    return lengths
-
-
-def count_truncated(lengths: list[int], max_length: int) -> int:
-    return sum(1 for n in lengths if n > max_length)
-
-
-def prepare_rows(data: Data, tokenizer: Any, max_length: int, model_dir: Path) -> Rows:
+def prepare_rows(
+    data: Data,
+    tokenizer: Any,
+    max_length: int,
+    model_dir: Path,
+    *,
+    packing: bool = False,
+    overlength: Policy = "truncate",
+) -> Rows:
     """Rows for trl; samples longer than ``max_length`` are counted and reported, never silently cut."""
+    if data.format == VISION_FORMAT:  # ``tokenizer`` is the VLM's processor
+        return Rows(
+            *vision_rows(data.train, data.eval, tokenizer, max_length, packing=packing, overlength=overlength)
+        )
     check_chat_template(tokenizer, data.format, model_dir)
     chat_template = bool(getattr(tokenizer, "chat_template", None))
     train = to_trl_rows(data.train, data.format, chat_template=chat_template)
     evals = to_trl_rows(data.eval, data.format, chat_template=chat_template) if data.eval else None
-    lengths = sample_lengths(train + (evals or []), tokenizer)
-    truncated = count_truncated(lengths, max_length)
-    if truncated:
-        log.warning(
-            "%d of %d samples are longer than maxSeqLength=%d tokens (longest %d) and will be truncated",
-            truncated,
-            len(lengths),
-            max_length,
-            max(lengths),
-        )
-    return Rows(train, evals, truncated, max(lengths, default=0))
+    fitted = fit_to_length(train, evals, tokenizer, max_length, overlength)
+    return Rows(fitted.train, fitted.eval, fitted.truncated, fitted.longest, fitted.dropped)
 
 
-def build_trainer(
-    job: FineTuneJob, rows: Rows, model: Any, tokenizer: Any, runtime: Runtime, paths: Paths
-) -> Any:
-    import datasets
-    from peft import LoraConfig
-    from transformers.trainer_callback import PrinterCallback
-    from trl.chat_template_utils import has_generation_markers
-    from trl.trainer.sft_config import SFTConfig
-    from trl.trainer.sft_trainer import SFTTrainer
-
-    hp = job.spec.hyperparameters
-    targets = resolve_target_modules(hp.target_modules, linear_module_names(model))
-    conversational = bool(rows.train) and "messages" in rows.train[0]
-    template: Any = getattr(tokenizer, "chat_template", None)
-    config = SFTConfig(
-        **sft_kwargs(
-            hp,
+def trainer_kwargs(job: FineTuneJob, rows: Rows, runtime: Runtime, paths: Paths) -> dict[str, Any]:
+    """The training arguments SFT and DPO share (trl's SFTConfig/DPOConfig keyword arguments)."""
+    return (
+        sft_kwargs(
+            job.spec.hyperparameters,
             job.spec.evaluation,
             precision=runtime.precision,
             cuda=runtime.cuda,
             has_eval=rows.eval is not None,
             output_dir=paths.workdir / "checkpoints",
-        ),
+        )
+        | {"report_to": report_to(job.spec)}
+        | save_kwargs(job.spec.checkpoints)
+        | training_kwargs(strategy_of(job.spec), Worker.from_env(), cuda=runtime.cuda)
+    )
+
+
+def build_trainer(
+    job: FineTuneJob, rows: Rows, trainable: TrainableModel, tokenizer: Any, runtime: Runtime, paths: Paths
+) -> Any:
+    import datasets
+    from transformers.trainer_callback import PrinterCallback
+    from trl.chat_template_utils import has_generation_markers
+    from trl.trainer.sft_config import SFTConfig
+    from trl.trainer.sft_trainer import SFTTrainer
+
+    conversational = bool(rows.train) and "messages" in rows.train[0]
+    template: Any = getattr(tokenizer, "chat_template", None)
+    config = SFTConfig(
+        # Padding-free batches where they change nothing but the speed (trainer/batching.py).
+        **(trainer_kwargs(job, rows, runtime, paths) | batching_kwargs(job.spec, truncated=rows.truncated)),
         # Learn the assistant's turns only, where the template marks them.
         assistant_only_loss=conversational and bool(template) and has_generation_markers(template),
     )
     trainer = SFTTrainer(
-        model=model,
+        model=trainable.model,
         args=config,
         train_dataset=datasets.Dataset.from_list(rows.train),
         eval_dataset=datasets.Dataset.from_list(rows.eval) if rows.eval else None,
         processing_class=tokenizer,
-        peft_config=LoraConfig(**lora_kwargs(hp, targets)),
+        peft_config=trainable.peft_config,
     )
     # Our callback reports progress; transformers' printer would dump every log dict on stdout.
     trainer.remove_callback(PrinterCallback)
@@ -221,33 +235,60 @@ def evaluate_at_end(trainer: Any, reporter: Reporter) -> None:
         trainer.evaluate()
 
 
-def save_adapter(trainer: Any, tokenizer: Any, paths: Paths) -> None:
-    paths.adapter.mkdir(parents=True, exist_ok=True)
-    trainer.model.save_pretrained(paths.adapter)
-    tokenizer.save_pretrained(paths.adapter)
-    copy_sentencepiece_model(paths.model, paths.adapter)
-
-
 def run_training(job: FineTuneJob, data: Data, runtime: Runtime, paths: Paths, reporter: Reporter) -> Result:
     """Train the adapter and save it (with the tokenizer) under ``paths.adapter``."""
+    from tuneforge.trainer.resumable import CheckpointSession
+
+    # Before the model loads: a checkpoint of another spec is refused early, the resume point fetched.
+    checkpoints = CheckpointSession.open(job, data.train, paths.workdir, reporter)
     reporter.note("loading the model")
     import transformers
 
     from tuneforge.trainer.callback import ReporterCallback
 
     hp = job.spec.hyperparameters
-    tokenizer = load_tokenizer(paths.model)
-    rows = prepare_rows(data, tokenizer, hp.max_seq_length, paths.model)
+    tokenizer = load_processing_class(job.spec, paths.model)
+    rows = prepare_rows(
+        data,
+        tokenizer,
+        hp.max_seq_length,
+        paths.model,
+        packing=hp.packing,
+        overlength=job.spec.dataset.overlength,
+    )
     transformers.set_seed(hp.seed)  # LoRA weights are initialised before the Trainer seeds
-    model = load_model(paths.model, precision=runtime.precision, attn_implementation=runtime.attention)
-    trainer = build_trainer(job, rows, model, tokenizer, runtime, paths)
+    trainable = prepare_model(
+        job.spec, paths.model, precision=runtime.precision, attn_implementation=runtime.attention
+    )
+    if job.spec.trainer == TrainerKind.dpo:
+        training = trainer_kwargs(job, rows, runtime, paths)
+        trainer = build_dpo_trainer(
+            training, hp, rows.train, rows.eval, trainable.model, tokenizer, trainable.peft_config
+        )
+    else:
+        trainer = build_trainer(job, rows, trainable, tokenizer, runtime, paths)
     check_learnable(trainer, rows, hp)
     trainer.add_callback(ReporterCallback(reporter))
-    output = trainer.train()
+    tally = SampleTally.attach(trainer)
+    output = checkpoints.train(trainer)  # resumes, checkpoints, and stops on SIGTERM (Preempted)
     evaluate_at_end(trainer, reporter)
-    save_adapter(trainer, tokenizer, paths)
+    worker, strategy = Worker.from_env(), strategy_of(job.spec)
+    ranks = rank_report(trainer, tally, worker, strategy)  # every rank takes part
+    dest = paths.workdir / artifact_name(job.spec)
+    save_once(
+        trainer,
+        worker,
+        strategy,
+        save_artifact=lambda: save_artifact(job.spec, trainer.model, tokenizer, paths.model, dest),
+        save_processing_class=lambda: save_processing_class(tokenizer, paths.model, dest),
+        dest=str(dest),
+    )
     history = list(trainer.state.log_history)
     metrics = final_metrics(
-        history, output.metrics, train_samples=len(rows.train), truncated_samples=rows.truncated
+        history,
+        output.metrics,
+        train_samples=len(rows.train),
+        truncated_samples=rows.truncated,
+        dropped_samples=rows.dropped if job.spec.dataset.overlength == "drop" else None,
     )
-    return Result(steps=trainer.state.global_step, metrics=metrics, history=history)
+    return Result(steps=trainer.state.global_step, metrics=metrics, history=history, distributed=ranks)

@@ -17,32 +17,79 @@ from tuneforge.api.modelexport import ModelExportSpec
 Getter = Callable[[FineTuneJobSpec], str]
 Check = Callable[[FineTuneJobSpec], bool]
 
-SUPPORTED_SOURCE_SCHEMES = ("file", "s3", "gs")
+SUPPORTED_SOURCE_SCHEMES = ("file", "s3", "gs", "pvc", "hf", "https")
 
 # field -> (value getter, supported values)
 SUPPORTED_CHOICES: dict[str, tuple[Getter, tuple[str, ...]]] = {
-    "spec.method": (lambda s: s.method.value, ("lora",)),
-    "spec.trainer": (lambda s: s.trainer.value, ("sft",)),
-    "spec.modality": (lambda s: s.modality.value, ("text",)),
-    "spec.provider": (lambda s: s.provider.value, ("huggingface",)),
-    "spec.dataset.format": (lambda s: s.dataset.format.value, ("auto", "alpaca", "chat")),
+    "spec.method": (lambda s: s.method.value, ("lora", "qlora", "full")),
+    "spec.trainer": (lambda s: s.trainer.value, ("sft", "dpo")),
+    "spec.modality": (lambda s: s.modality.value, ("text", "vision")),
+    # unsloth: used when the trainer image has it and the pod a GPU; refused by the trainer otherwise.
+    "spec.provider": (lambda s: s.provider.value, ("huggingface", "unsloth")),
+    "spec.dataset.format": (
+        lambda s: s.dataset.format.value,
+        ("auto", "alpaca", "chat", "prompt-completion", "preference"),
+    ),
     "spec.cleanupPolicy": (lambda s: s.cleanup_policy, ("Retain",)),
 }
 
 # field -> (is it set?, what to say)
 NOT_YET: dict[str, tuple[Check, str]] = {
-    "spec.model.revision": (lambda s: s.model.revision is not None, "it applies to hf:// sources"),
-    "spec.checkpoints": (lambda s: s.checkpoints is not None, "checkpointing and resume"),
-    "spec.exports": (lambda s: s.exports is not None, "create ModelExports by hand for now"),
-    "spec.tracking": (lambda s: s.tracking is not None, "experiment tracking"),
-    "spec.distributed": (
-        lambda s: (
-            s.distributed is not None and (s.distributed.nodes > 1 or (s.distributed.gpus_per_node or 1) > 1)
-        ),
-        "several processes or nodes",
+    "spec.model.revision": (
+        lambda s: s.model.revision is not None and not s.model.source.startswith("hf://"),
+        "it applies to hf:// sources only",
     ),
-    "spec.resources.gpus": (lambda s: s.resources.gpus > 1, "more than 1 GPU per pod"),
+    # DPO's reference is the base model with the adapter switched off; full fine-tuning has no adapter.
+    "spec.trainer dpo with spec.method full": (
+        lambda s: s.trainer.value == "dpo" and s.method.value == "full",
+        "the reference would be a second full copy of the model; use lora or qlora",
+    ),
+    "spec.modality vision with spec.trainer dpo": (
+        lambda s: s.modality.value == "vision" and s.trainer.value == "dpo",
+        "preference tuning of vision-language models",
+    ),
+    "spec.modality vision with spec.provider unsloth": (
+        lambda s: s.modality.value == "vision" and s.provider.value == "unsloth",
+        "use provider huggingface for vision-language models",
+    ),
+    # Several GPUs and nodes run (one trainer process per GPU); these combinations do not yet.
+    "spec.distributed.gpusPerNode": (
+        lambda s: (
+            s.resources.gpus > 0
+            and s.distributed is not None
+            and s.distributed.gpus_per_node not in (None, s.resources.gpus)
+        ),
+        "one trainer process per GPU: leave it unset or equal to spec.resources.gpus",
+    ),
+    "spec.checkpoints with several trainer processes": (
+        lambda s: s.checkpoints is not None and _processes(s) > 1,
+        "checkpoints and resume of multi-GPU or multi-node runs; train on one GPU, or without checkpoints",
+    ),
+    "spec.distributed.strategy fsdp with spec.method qlora": (
+        lambda s: s.method.value == "qlora" and _processes(s) > 1 and _strategy(s) == "fsdp",
+        "sharding a 4-bit base model; use strategy ddp",
+    ),
+    # The exporter starts from an adapter; a full fine-tune's model is published by spec.output as is.
+    "spec.exports with spec.method full": (
+        lambda s: bool(s.exports) and s.method.value == "full",
+        "a full fine-tune writes the whole model to status.artifacts.model; export from lora or qlora",
+    ),
+    "spec.provider unsloth with several trainer processes": (
+        lambda s: s.provider.value == "unsloth" and _processes(s) > 1,
+        "unsloth trains on one GPU; use provider huggingface",
+    ),
 }
+
+
+def _processes(spec: FineTuneJobSpec) -> int:
+    """Trainer processes: nodes x (gpusPerNode, else one per GPU), as in operator/builders/distributed.py."""
+    dist = spec.distributed
+    per_node = dist.gpus_per_node if dist is not None and dist.gpus_per_node else max(spec.resources.gpus, 1)
+    return (dist.nodes if dist is not None else 1) * per_node
+
+
+def _strategy(spec: FineTuneJobSpec) -> str:
+    return spec.distributed.strategy if spec.distributed is not None else "ddp"
 
 
 def _scheme(uri: str) -> str:
@@ -95,7 +142,8 @@ def unsupported_export(spec: ModelExportSpec) -> list[str]:
         ("spec.source.adapter", spec.source.adapter),
         ("spec.source.baseModel", spec.source.base_model),
     ):
+        # pvc:// sources are mounted read-only into the export pod (operator/builders/export.py).
         if uri is not None and _scheme(uri) not in SUPPORTED_SOURCE_SCHEMES:
-            listed = ", ".join(f"{s}://" for s in SUPPORTED_SOURCE_SCHEMES)
+            listed = ", ".join(f"{x}://" for x in SUPPORTED_SOURCE_SCHEMES)
             problems.append(f"{field}: {_scheme(uri)}:// is not supported yet (supported: {listed})")
     return problems

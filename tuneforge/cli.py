@@ -14,8 +14,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("tuneforge.localrun", "run a FineTuneJob manifest locally, step by step as in a cluster"),
     "fetch": ("tuneforge.storage.fetch", "copy a model or dataset from a URI to a local folder"),
     "train": ("tuneforge.trainer.main", "train as the Job's trainer container does"),
+    "launch": ("tuneforge.trainer.launch", "run `train` once per GPU under torchrun (several GPUs or nodes)"),
+    "export": ("tuneforge.exporter.main", "build a ModelExport's artifact and publish it, as its Job does"),
     "tiny-model": ("tuneforge.tinymodel", "build the offline tiny model used by the demo and tests"),
+    "tiny-vlm": ("tuneforge.tinyvlm", "build the offline tiny vision-language model used by tests"),
     "crds": ("tuneforge.api.crdgen", "write the CRD YAML generated from the API models"),
+    "llama-cpp": ("tuneforge.exporter.gguf_tools", "install or show llama.cpp's GGUF converters"),
 }
 
 

@@ -2,7 +2,8 @@
 
 The Job's podFailurePolicy reads them: codes in ``NON_RETRYABLE`` fail the
 Job at once (retrying cannot help: bad input, missing object, refused
-credentials), any other non-zero code is retried up to the backoff limit.
+credentials), ``PREEMPTED`` is retried without counting against the backoff
+limit, any other non-zero code is retried up to the backoff limit.
 """
 
 from __future__ import annotations
@@ -24,5 +25,15 @@ UNSUPPORTED: Final = 6
 """The request cannot run here (method on this hardware, missing provider)."""
 OUT_OF_MEMORY: Final = 7
 """The process ran out of (GPU) memory: lower batch size or sequence length."""
+TIMED_OUT: Final = 8
+"""A step ran past its configured time limit (e.g. a ModelExport's timeoutSeconds): raise the limit."""
 
-NON_RETRYABLE: Final = (INVALID_INPUT, NOT_FOUND, ACCESS_DENIED, UNSUPPORTED, OUT_OF_MEMORY)
+PREEMPTED: Final = 143
+"""Stopped by SIGTERM (preemption, spot reclaim, node drain, pod deletion) after saving a checkpoint.
+
+128 + SIGTERM(15): what a container runtime reports for any process that SIGTERM ends (a shell
+wrapper, a fetch step), so one Ignore rule retries all of them without counting. The trainer exits
+with it on purpose once its checkpoint is uploaded.
+"""
+
+NON_RETRYABLE: Final = (INVALID_INPUT, NOT_FOUND, ACCESS_DENIED, UNSUPPORTED, OUT_OF_MEMORY, TIMED_OUT)

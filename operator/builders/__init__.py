@@ -10,6 +10,7 @@ from typing import Any
 
 from tuneforge.api.finetunejob import FineTuneJob
 from tuneforge.operator.builders.configmap import build_spec_configmap
+from tuneforge.operator.builders.distributed import build_services
 from tuneforge.operator.builders.job import build_job
 from tuneforge.operator.builders.rbac import build_rbac
 from tuneforge.operator.config import OperatorConfig
@@ -19,4 +20,5 @@ __all__ = ["build_children", "build_job", "build_rbac", "build_spec_configmap"]
 
 def build_children(ftj: FineTuneJob, config: OperatorConfig) -> list[dict[str, Any]]:
     """Everything a FineTuneJob needs, in creation order (the Job last)."""
-    return [build_spec_configmap(ftj), *build_rbac(ftj), build_job(ftj, config)]
+    # A multi-node run's headless Service comes before its Job: the pods' names must resolve.
+    return [build_spec_configmap(ftj), *build_rbac(ftj), *build_services(ftj, config), build_job(ftj, config)]

@@ -77,6 +77,14 @@ def token_env(ref: SecretKeyRef | None) -> list[dict[str, Any]]:
     return [_secret("HF_TOKEN", ref.name, ref.key)] if ref else []
 
 
+def tracking_env(spec: FineTuneJobSpec) -> list[dict[str, Any]]:
+    """The W&B API key, for the trainer only; project, entity and tags the trainer reads from the spec."""
+    wandb = spec.tracking.wandb if spec.tracking else None
+    if wandb is None:
+        return []
+    return [_secret("WANDB_API_KEY", wandb.api_key_secret_ref.name, wandb.api_key_secret_ref.key)]
+
+
 def credential_volumes(spec: FineTuneJobSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(volumes, mounts) for file-shaped credentials."""
     return credential_volumes_for(spec.storage)
@@ -132,4 +140,6 @@ def secret_fields(spec: FineTuneJobSpec) -> dict[str, str]:
         fields[spec.storage.s3.credentials_secret] = "spec.storage.s3.credentialsSecret"
     if spec.storage and spec.storage.gcs and spec.storage.gcs.credentials_secret:
         fields[spec.storage.gcs.credentials_secret] = "spec.storage.gcs.credentialsSecret"
+    if spec.tracking and spec.tracking.wandb:
+        fields[spec.tracking.wandb.api_key_secret_ref.name] = "spec.tracking.wandb.apiKeySecretRef"
     return fields

@@ -8,12 +8,18 @@ from tuneforge import exitcodes
 from tuneforge.api.finetunejob import KIND, FineTuneJob, FineTuneJobSpec
 from tuneforge.operator import names
 from tuneforge.operator.builders import env as E
+from tuneforge.operator.builders.distributed import scale_out
+from tuneforge.operator.builders.pvc import is_pvc, pvc_mounts, pvc_volumes
 from tuneforge.operator.config import OperatorConfig
 
 TRAINER = "trainer"
 FETCH_MODEL = "fetch-model"
 FETCH_DATASET = "fetch-dataset"
 FETCH_EVAL_DATASET = "fetch-eval-dataset"
+MODEL_CACHE_DIR = "/var/cache/tuneforge/models"
+MODEL_CACHE_SCHEMES = ("hf", "s3", "gs")
+# Kubernetes' default is 30 s; a checkpoint of a multi-GB adapter or full model needs longer to upload.
+TERMINATION_GRACE_SECONDS = 120
 
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
@@ -72,14 +78,47 @@ def _fetch_containers(spec: FineTuneJobSpec, config: OperatorConfig) -> list[dic
     return [
         _container(
             name,
-            ["fetch", source, dest],
+            ["fetch", *_revision_args(spec, name), *_cache_args(spec, name, config), source, dest],
             config,
             env=storage_env + token,
-            volumeMounts=_mounts(*cred_mounts),
+            volumeMounts=_mounts(*cred_mounts, *_cache_mounts(spec, name, config)),
             resources={"requests": requests, "limits": {"memory": config.init_memory}},
         )
         for name, source, dest, token in fetches
+        if not is_pvc(source)  # a claim is mounted, not copied
     ]
+
+
+def _revision_args(spec: FineTuneJobSpec, container: str) -> list[str]:
+    """``--revision`` for the fetch-model step of an hf:// model that names one."""
+    revision = spec.model.revision
+    if container != FETCH_MODEL or not revision or not spec.model.source.startswith("hf://"):
+        return []
+    return ["--revision", revision]
+
+
+def _uses_model_cache(spec: FineTuneJobSpec, config: OperatorConfig) -> bool:
+    remote = spec.model.source.split("://", 1)[0] in MODEL_CACHE_SCHEMES
+    return bool(config.model_cache_claim) and remote
+
+
+def _cache_args(spec: FineTuneJobSpec, container: str, config: OperatorConfig) -> list[str]:
+    """``--cache-dir`` for fetch-model when the cluster has a shared model cache."""
+    if container != FETCH_MODEL or not _uses_model_cache(spec, config):
+        return []
+    return ["--cache-dir", MODEL_CACHE_DIR]
+
+
+def _cache_mounts(spec: FineTuneJobSpec, container: str, config: OperatorConfig) -> list[dict[str, Any]]:
+    if container != FETCH_MODEL or not _uses_model_cache(spec, config):
+        return []
+    return [{"name": "model-cache", "mountPath": MODEL_CACHE_DIR}]
+
+
+def _cache_volumes(spec: FineTuneJobSpec, config: OperatorConfig) -> list[dict[str, Any]]:
+    if not _uses_model_cache(spec, config):
+        return []
+    return [{"name": "model-cache", "persistentVolumeClaim": {"claimName": config.model_cache_claim}}]
 
 
 def _trainer_resources(spec: FineTuneJobSpec, config: OperatorConfig) -> dict[str, Any]:
@@ -118,6 +157,7 @@ def _trainer_container(spec: FineTuneJobSpec, config: OperatorConfig) -> dict[st
     env = (
         E.base_env()
         + E.storage_env(spec)
+        + E.tracking_env(spec)
         + [{"name": "TUNEFORGE_SERVICEACCOUNT_DIR", "value": E.SERVICEACCOUNT_DIR}]
     )
     return _container(
@@ -131,11 +171,12 @@ def _trainer_container(spec: FineTuneJobSpec, config: OperatorConfig) -> dict[st
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "api-access", "mountPath": E.SERVICEACCOUNT_DIR, "readOnly": True},
             *cred_mounts,
+            *pvc_mounts(spec),
         ),
     )
 
 
-def _volumes(ftj: FineTuneJob) -> list[dict[str, Any]]:
+def _volumes(ftj: FineTuneJob, config: OperatorConfig) -> list[dict[str, Any]]:
     spec = ftj.spec
     cred_volumes, _ = E.credential_volumes(spec)
     return [
@@ -153,6 +194,8 @@ def _volumes(ftj: FineTuneJob) -> list[dict[str, Any]]:
         # user-supplied URIs, never hold it.
         E.api_access_volume(),
         *cred_volumes,
+        *pvc_volumes(spec),
+        *_cache_volumes(spec, config),
     ]
 
 
@@ -177,13 +220,19 @@ def _scheduling(spec: FineTuneJobSpec, config: OperatorConfig) -> dict[str, Any]
 
 
 def pod_failure_policy() -> dict[str, Any]:
-    """Fail fast where a retry cannot help; never count a disruption."""
+    """Fail fast where a retry cannot help; never count a disruption.
+
+    A preemption shows either as the DisruptionTarget condition (eviction, scheduler preemption,
+    node drain) or only as the exit code SIGTERM leaves (a spot VM's shutdown, a deleted pod);
+    the trainer exits PREEMPTED after uploading its checkpoint, and the retry resumes from it.
+    """
     return {
         "rules": [
             {
                 "action": "FailJob",
                 "onExitCodes": {"operator": "In", "values": list(exitcodes.NON_RETRYABLE)},
             },
+            {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [exitcodes.PREEMPTED]}},
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         ]
     }
@@ -197,9 +246,11 @@ def build_pod_spec(ftj: FineTuneJob, config: OperatorConfig) -> dict[str, Any]:
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": dict(RESTRICTED_POD),
+        # Time between SIGTERM and SIGKILL: the trainer saves and uploads a checkpoint in it.
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "initContainers": _fetch_containers(spec, config),
         "containers": [_trainer_container(spec, config)],
-        "volumes": _volumes(ftj),
+        "volumes": _volumes(ftj, config),
         **_scheduling(spec, config),
     }
 
@@ -224,7 +275,7 @@ def build_job(ftj: FineTuneJob, config: OperatorConfig) -> dict[str, Any]:
         job_spec["activeDeadlineSeconds"] = policy.active_deadline_seconds
     if policy.ttl_seconds_after_finished is not None:
         job_spec["ttlSecondsAfterFinished"] = policy.ttl_seconds_after_finished
-    return {
+    job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
@@ -235,3 +286,5 @@ def build_job(ftj: FineTuneJob, config: OperatorConfig) -> dict[str, Any]:
         },
         "spec": job_spec,
     }
+    # Several GPUs or nodes: torchrun launcher, Indexed Job (builders/distributed.py).
+    return scale_out(ftj, config, job, TRAINER)

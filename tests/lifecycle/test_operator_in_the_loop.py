@@ -75,11 +75,11 @@ def create_s3_secret(kubectl, s3_server, name="s3-credentials"):
 
 
 def test_unsupported_features_are_refused_by_name_and_nothing_runs(kube_api, kubectl, operator, crds):
-    apply(kubectl, method="qlora", tracking={"wandb": {"project": "p", "apiKeySecretRef": {"name": "w"}}})
+    apply(kubectl, cleanupPolicy="Delete", modality="vision", provider="unsloth")
     cond = wait_reason(kube_api, "NotSupportedYet")
     assert cond["status"] == "False"
-    assert "spec.method qlora is not supported yet" in cond["message"]
-    assert "spec.tracking is not supported yet" in cond["message"]
+    assert "spec.cleanupPolicy Delete is not supported yet" in cond["message"]
+    assert "spec.modality vision with spec.provider unsloth is not supported yet" in cond["message"]
     warnings = [e for e in events_for(kube_api) if e["reason"] == "NotSupportedYet"]
     assert warnings and warnings[0]["type"] == "Warning"
     assert kube_api.client.list("batch/v1", "jobs", namespace="default") == []
@@ -161,7 +161,7 @@ def test_a_kueue_queue_holds_the_job_until_admitted(kube_api, kubectl, kubelet, 
 
 
 def test_changing_an_immutable_field_is_rejected_by_the_api(kube_api, kubectl, operator, crds):
-    apply(kubectl, method="qlora")
+    apply(kubectl, method="full", cleanupPolicy="Delete")
     wait_reason(kube_api, "NotSupportedYet")
     result = kubectl(
         "patch", "ftj", "probe", "--type=merge", "-p", '{"spec": {"method": "lora"}}', check=False

@@ -154,11 +154,19 @@ def test_pod_failure_policy_fails_fast_on_input_errors_and_ignores_disruptions(m
     policy = build_job(make_ftj(), CONFIG)["spec"]["podFailurePolicy"]["rules"]
     assert policy[0]["action"] == "FailJob"
     assert set(policy[0]["onExitCodes"]["values"]) == set(exitcodes.NON_RETRYABLE)
-    assert policy[1] == {
+    # A preempted trainer exits 143 (128 + SIGTERM) after saving its checkpoint: retried, not counted.
+    assert policy[1] == {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [143]}}
+    assert exitcodes.PREEMPTED == 143 and exitcodes.PREEMPTED not in exitcodes.NON_RETRYABLE
+    assert policy[2] == {
         "action": "Ignore",
         "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
     }
     assert build_job(make_ftj(), CONFIG)["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_the_pod_gets_a_grace_period_long_enough_to_upload_a_checkpoint(make_ftj):
+    pod = build_job(make_ftj(), CONFIG)["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 120
 
 
 def test_everything_is_owned_and_labelled(make_ftj):
@@ -208,3 +216,52 @@ def test_eval_source_gets_its_own_fetch(make_ftj):
     by_name = containers(job)
     assert by_name["fetch-eval-dataset"]["args"] == ["fetch", "s3://data/e.jsonl", "/workspace/eval-dataset"]
     assert by_name["trainer"]["args"][-2:] == ["--eval-dataset", "/workspace/eval-dataset"]
+
+
+def test_pvc_sources_are_mounted_read_only_where_the_trainer_reads_and_not_fetched(make_ftj):
+    ftj = make_ftj(
+        model={"source": "pvc://models/llama/8b"},
+        dataset={"source": "pvc://datasets", "evalSource": "s3://data/eval.jsonl"},
+    )
+    job = build_job(ftj, CONFIG)
+    by_name = containers(job)
+    assert "fetch-model" not in by_name and "fetch-dataset" not in by_name
+    assert "fetch-eval-dataset" in by_name
+    mounts = {m["mountPath"]: m for m in by_name["trainer"]["volumeMounts"]}
+    assert mounts["/workspace/model"] == {
+        "name": "model-pvc",
+        "mountPath": "/workspace/model",
+        "readOnly": True,
+        "subPath": "llama/8b",
+    }
+    assert mounts["/workspace/dataset"] == {
+        "name": "dataset-pvc",
+        "mountPath": "/workspace/dataset",
+        "readOnly": True,
+    }
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["model-pvc"]["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
+    assert violations(job["spec"]["template"]["spec"]) == []
+
+
+def test_a_shared_model_cache_is_mounted_into_fetch_model_only(make_ftj):
+    config = OperatorConfig(model_cache_claim="model-cache")
+    job = build_job(make_ftj(model={"source": "hf://org/base", "revision": "v1"}), config)
+    by_name = containers(job)
+    assert by_name["fetch-model"]["args"] == [
+        "fetch", "--revision", "v1", "--cache-dir", "/var/cache/tuneforge/models",
+        "hf://org/base", "/workspace/model",
+    ]  # fmt: skip
+    assert {"name": "model-cache", "mountPath": "/var/cache/tuneforge/models"} in by_name["fetch-model"][
+        "volumeMounts"
+    ]
+    for name in ("fetch-dataset", "trainer"):
+        assert all(m["name"] != "model-cache" for m in by_name[name]["volumeMounts"])
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["model-cache"] == {
+        "name": "model-cache",
+        "persistentVolumeClaim": {"claimName": "model-cache"},
+    }
+    # Without the setting, or for a model already on a claim or local, nothing changes.
+    assert "--cache-dir" not in containers(build_job(make_ftj(), CONFIG))["fetch-model"]["args"]
+    assert "fetch-model" not in containers(build_job(make_ftj(model={"source": "pvc://models/x"}), config))

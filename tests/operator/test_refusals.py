@@ -25,17 +25,20 @@ def test_invalid_spec_names_the_field():
 
 def test_features_not_built_yet_are_named_not_ignored():
     got = decide(
-        method="qlora",
+        cleanupPolicy="Delete",
         trainer="dpo",
         dataset={"source": "hf://org/data", "format": "preference"},
-        tracking={"wandb": {"project": "p", "apiKeySecretRef": {"name": "w"}}},
     )
     assert isinstance(got, Refusal) and got.reason == "NotSupportedYet"
-    for needle in (
-        "spec.method qlora is not supported yet (supported: lora)",
-        "spec.trainer dpo",
-        "spec.dataset.format preference",
-        "spec.dataset.source: hf:// is not supported yet",
-        "spec.tracking is not supported yet",
-    ):
+    for needle in ("spec.cleanupPolicy Delete is not supported yet (supported: Retain)",):
         assert needle in got.message
+    # DPO on preference data is built: not refused.
+    assert "spec.trainer" not in got.message and "spec.dataset.format" not in got.message
+
+
+def test_exports_of_a_full_fine_tune_are_refused_before_training():
+    exports = [{"name": "gguf", "format": "gguf", "destinations": [{"uri": "s3://releases/x"}]}]
+    got = decide(method="full", exports=exports)
+    assert isinstance(got, Refusal) and got.reason == "NotSupportedYet"
+    assert "spec.exports with spec.method full is not supported yet" in got.message
+    assert isinstance(decide(method="lora", exports=exports), Plan)

@@ -74,12 +74,10 @@ def test_every_unsupported_field_is_named() -> None:
     job = parse_spec(
         yaml.safe_dump(
             manifest(
-                method="qlora",
-                modality="vision",
-                provider="unsloth",
+                cleanupPolicy="Delete",
                 dataset={"source": "s3://bucket/d", "format": "prompt-completion"},
-                checkpoints={"intervalSteps": 10},
                 resources={"gpus": 2},
+                distributed={"gpusPerNode": 4},
             )
         )
     )
@@ -87,8 +85,12 @@ def test_every_unsupported_field_is_named() -> None:
         check_supported(job.spec)
     # The message is the shared capabilities table's, one clause per field.
     assert caught.value.message == "; ".join(unsupported_training(job.spec))
-    for field in ("spec.method qlora", "spec.modality vision", "spec.provider unsloth", "spec.checkpoints"):
+    for field in (
+        "spec.cleanupPolicy Delete",
+        "spec.distributed.gpusPerNode",
+    ):
         assert field in caught.value.message
+    assert "spec.dataset.format" not in caught.value.message  # prompt-completion is built
     assert caught.value.exit_code == 6
 
 
@@ -125,6 +127,7 @@ def test_uris() -> None:
     assert join_uri("s3://b/out/", "run", "status.json") == "s3://b/out/run/status.json"
     assert output_uris("file:///tmp/o") == {
         "adapter": "file:///tmp/o/adapter",
+        "model": "file:///tmp/o/model",
         "runRecord": "file:///tmp/o/run",
     }
 

@@ -257,7 +257,7 @@ def test_chat_data_needs_a_chat_template(run_trainer: Runner, tiny_model: Path, 
 @pytest.mark.parametrize(
     ("spec", "reason", "fragment"),
     [
-        ({"method": "qlora"}, "NotSupportedYet", "spec.method qlora (supported: lora)"),
+        ({"cleanupPolicy": "Delete"}, "NotSupportedYet", "spec.cleanupPolicy Delete is not supported yet"),
         (
             {"hyperparameters": {"flashAttention": True}},
             "UnsupportedHardware",

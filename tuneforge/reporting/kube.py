@@ -1,4 +1,4 @@
-"""The Kubernetes sink: merge-patches the FineTuneJob's status subresource, rate-limited.
+"""The Kubernetes sink: merge-patches a FineTuneJob's (or ModelExport's) status subresource, rate-limited.
 
 At most one patch every ``interval`` seconds: updates in between are
 coalesced into one pending merge patch, sent when the interval is up (by a
@@ -30,11 +30,11 @@ DEFAULT_INTERVAL = 5.0
 TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 
 
-def status_url(host: str, port: str | int, namespace: str, name: str) -> str:
-    """URL of the status subresource of FineTuneJob ``namespace/name``."""
+def status_url(host: str, port: str | int, namespace: str, name: str, plural: str = PLURAL) -> str:
+    """URL of the status subresource of ``namespace/name``: a FineTuneJob unless ``plural`` says otherwise."""
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # an IPv6 address
-    return f"https://{host}:{port}/apis/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+    return f"https://{host}:{port}/apis/{API_VERSION}/namespaces/{namespace}/{plural}/{name}/status"
 
 
 class KubernetesSink:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from tuneforge.api.finetunejob import Artifacts, Metrics, Progress
+from tuneforge.api.finetunejob import PLURAL, Artifacts, Metrics, Progress
 from tuneforge.reporting.kube import DEFAULT_INTERVAL, DEFAULT_SERVICEACCOUNT_DIR, KubernetesSink, status_url
 from tuneforge.reporting.local import LocalSink
 from tuneforge.reporting.progress import eta_seconds, finite, percent, rfc3339
@@ -117,6 +117,22 @@ class Reporter:
         except Exception:  # noqa: BLE001
             log.exception("reporting artifacts failed")
 
+    def status(self, block: dict[str, Any], *, force: bool = False) -> None:
+        """A merge patch of other status fields, already in wire form (e.g. a ModelExport's artifacts)."""
+        try:
+            if block:
+                self._send(block, force=force)
+        except Exception:  # noqa: BLE001
+            log.exception("reporting the status failed")
+
+    def tracking_url(self, url: str) -> None:
+        """Link to the experiment tracker's page of this run (status.trackingURL)."""
+        try:
+            if url:
+                self._send({"trackingURL": url[:2048]})
+        except Exception:  # noqa: BLE001
+            log.exception("reporting the tracking URL failed")
+
     def finish(self, *, reason: str, message: str) -> None:
         """The last word: the final message, flushed through every sink. Never raises."""
         if self._finished:
@@ -167,10 +183,11 @@ def _interval_from_env() -> float:
     return value
 
 
-def reporter_from_env(namespace: str, name: str, workdir: Path) -> Reporter:
+def reporter_from_env(namespace: str, name: str, workdir: Path, *, plural: str = PLURAL) -> Reporter:
     """The Kubernetes sink when running in a pod (``KUBERNETES_SERVICE_HOST``), else the local one.
 
     In a pod, progress lines are logged too (no bar: the pod log is not a terminal).
+    ``plural`` names the resource whose status is patched (``modelexports`` for the exporter).
     """
     sinks: list[Sink] = []
     host = os.environ.get("KUBERNETES_SERVICE_HOST")
@@ -179,7 +196,7 @@ def reporter_from_env(namespace: str, name: str, workdir: Path) -> Reporter:
         port = os.environ.get("KUBERNETES_SERVICE_PORT") or "443"
         sinks.append(
             KubernetesSink(
-                status_url(host, port, namespace, name),
+                status_url(host, port, namespace, name, plural),
                 token_path=account / "token",
                 ca_path=account / "ca.crt",
                 interval=_interval_from_env(),
