@@ -44,7 +44,7 @@ SEED = 42
 # --- the two contestants, each run in its own process ---------------------------------------
 
 
-def ours(model: Path, data: Path, work: Path, batch_size: int) -> dict[str, Any]:
+def ours(model: Path, data: Path, work: Path, batch_size: int, packing: bool = False) -> dict[str, Any]:
     """``tuneforge train`` on a FineTuneJob spec; tokens/s from its run record."""
     spec = {
         "apiVersion": "tuneforge.io/v1alpha1",
@@ -65,6 +65,7 @@ def ours(model: Path, data: Path, work: Path, batch_size: int) -> dict[str, Any]
                 "loraDropout": LORA["lora_dropout"],
                 "seed": SEED,
                 "loggingSteps": 10,
+                "packing": packing,
             },
         },
     }
@@ -79,7 +80,7 @@ def ours(model: Path, data: Path, work: Path, batch_size: int) -> dict[str, Any]
     tokens = [h["num_tokens"] for h in history if "num_tokens" in h][-1]
     seconds = record["metrics"]["trainRuntimeSeconds"]
     log = (work / "run" / "train.log").read_text()
-    batching = "padding-free" if "padding-free" in log else "padded"
+    batching = "packed" if packing else "padding-free" if "padding-free" in log else "padded"
     return {"tokens": tokens, "seconds": seconds, "rss_mb": rss_kb / 1024, "batching": batching}
 
 
@@ -182,6 +183,11 @@ def main() -> None:
         help="torch threads of each side (OMP_NUM_THREADS; default: torch's, one per core). On a machine "
         "others load too, 1 avoids the collapse of spinning OpenMP threads that lose their core",
     )
+    parser.add_argument(
+        "--packing",
+        action="store_true",
+        help="ours with hyperparameters.packing (trl's best-fit packing; fewer, fuller steps)",
+    )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -211,7 +217,7 @@ def main() -> None:
                 work = root / f"{side}-{attempt}"
                 work.mkdir()
                 if side == "ours":
-                    result = ours(model, data, work, args.batch_size)
+                    result = ours(model, data, work, args.batch_size, args.packing)
                 else:
                     result = run_baseline(model, data, work, args.batch_size)
                 results[side].append(result)
