@@ -156,3 +156,17 @@ def test_a_missing_gcs_key_file_is_access_denied(
     assert caught.value.reason == "AccessDenied"
     assert "missing-key.json, which is not a file" in str(caught.value)
     assert "spec.storage.gcs.credentialsSecret" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "name", ["AWS_SECRET_ACCESS_KEY", "HF_TOKEN", "WANDB_API_KEY", "HF_TOKEN_DESTINATION_3"]
+)
+def test_credentials_in_the_environment_never_reach_a_message(monkeypatch, name):
+    from tuneforge.storage.errors import redact
+
+    monkeypatch.setenv(name, "hf_s3cr3tvalue")
+    assert (
+        redact("401 for token hf_s3cr3tvalue at https://user:pw@hub/x")
+        == "401 for token *** at https://***@hub/x"
+    )
+    assert "hf_s3cr3tvalue" not in str(StorageError("AccessDenied", "the Hub said no to hf_s3cr3tvalue"))

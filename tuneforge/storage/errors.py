@@ -24,7 +24,16 @@ EXIT_CODES: Final[dict[str, int]] = {
 }
 
 # Values that must never reach a log, a status or a termination message.
-_SECRET_ENV: Final = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+_SECRET_ENV: Final = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "WANDB_API_KEY",
+)
+_SECRET_ENV_PREFIXES: Final = ("HF_TOKEN_DESTINATION_",)
+"""The export Job's per-destination Hub write tokens (operator/builders/export.py)."""
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _SIGNED_QUERY = re.compile(
     r"(?i)(X-Amz-(?:Signature|Credential|Security-Token)|X-Goog-(?:Signature|Credential))=[^&\s\"']*"
@@ -33,7 +42,8 @@ _SIGNED_QUERY = re.compile(
 
 def redact(text: str) -> str:
     """Removes credentials from ``text``: known secret env values, URL userinfo, signed-URL parts."""
-    for name in _SECRET_ENV:
+    names = [*_SECRET_ENV, *(n for n in os.environ if n.startswith(_SECRET_ENV_PREFIXES))]
+    for name in names:
         value = os.environ.get(name, "")
         if len(value) >= 4:
             text = text.replace(value, "***")
