@@ -18,6 +18,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -43,15 +44,15 @@ def tiny_model_key() -> str:
     return digest.hexdigest()[:16]
 
 
-def cached_tiny_model(cache: Path = CACHE) -> Path:
-    """The cached build for the current key, building it if needed."""
-    target = cache / tiny_model_key()
+def _cached_build(cache: Path, key: str, build: Callable[[Path], object]) -> Path:
+    """``cache/key``, built by ``build(folder)`` into a scratch folder and renamed into place if missing."""
+    target = cache / key
     if (target / "config.json").is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=cache))
     try:
-        tinymodel.build_tiny_model(scratch / "model", seed=SEED)
+        build(scratch / "model")
         try:
             os.replace(scratch / "model", target)
         except OSError:
@@ -61,6 +62,13 @@ def cached_tiny_model(cache: Path = CACHE) -> Path:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+def cached_tiny_model(cache: Path = CACHE) -> Path:
+    """The cached build for the current key, building it if needed."""
+    return _cached_build(
+        cache, tiny_model_key(), lambda folder: tinymodel.build_tiny_model(folder, seed=SEED)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -89,21 +97,7 @@ def cached_tiny_vlm(cache: Path = VLM_CACHE) -> Path:
     """The cached tiny VLM build for the current key, building it if needed (same scheme as the model)."""
     from tuneforge import tinyvlm
 
-    target = cache / tiny_vlm_key()
-    if (target / "config.json").is_file():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".building-", dir=cache))
-    try:
-        tinyvlm.build_tiny_vlm(scratch / "model", seed=SEED)
-        try:
-            os.replace(scratch / "model", target)
-        except OSError:
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return target
+    return _cached_build(cache, tiny_vlm_key(), lambda folder: tinyvlm.build_tiny_vlm(folder, seed=SEED))
 
 
 @pytest.fixture(scope="session")
