@@ -8,17 +8,16 @@ from typing import Any
 
 import pytest
 import yaml
+from support.cluster import install_crds
 from support.hubserver import HubServer
 from support.waiting import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 FTJ = ("tuneforge.io/v1alpha1", "finetunejobs")
 
 
 @pytest.fixture
 def crds(kubectl: Any) -> None:
-    kubectl("apply", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=established", "crd/finetunejobs.tuneforge.io")
+    install_crds(kubectl)
 
 
 @pytest.fixture

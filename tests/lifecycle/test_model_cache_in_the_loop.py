@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 import yaml
+from support.cluster import install_crds
 from support.waiting import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 FTJ = ("tuneforge.io/v1alpha1", "finetunejobs")
 
 
@@ -49,8 +49,7 @@ def run_until_dataset_fetch(kubectl: Any, kube_api: Any, name: str, repo: str) -
 def test_the_second_job_takes_the_base_model_from_the_cache(
     model_cache: Path, kube_api: Any, kubectl: Any, operator: Any, hub_server: Any, tiny_model: Path
 ) -> None:
-    kubectl("apply", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=established", "crd/finetunejobs.tuneforge.io")
+    install_crds(kubectl)
     repo = hub_server.new_repo_id("cached-base")
     hub_server.seed(repo, tiny_model)
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
+from support.cluster import install_crds
 from support.waiting import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 MEX = ("tuneforge.io/v1alpha1", "modelexports")
 
 EXPORT = {
@@ -37,13 +35,7 @@ DOOMED = {
 
 @pytest.fixture
 def crds(kubectl):
-    kubectl("apply", "-f", str(REPO / "crds"))
-    kubectl(
-        "wait",
-        "--for=condition=established",
-        "crd/finetunejobs.tuneforge.io",
-        "crd/modelexports.tuneforge.io",
-    )
+    install_crds(kubectl)
 
 
 def export_condition(kube_api):

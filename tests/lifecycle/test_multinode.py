@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.cluster import FTJ, create_s3_secret, install_crds, succeeded, wait_finished
 from support.storage_fixtures import applied_env
-from support.waiting import wait_for
 
 from tuneforge.storage import fetch, upload_file, upload_tree
 
@@ -25,7 +25,6 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-FTJ = ("tuneforge.io/v1alpha1", "finetunejobs")
 SAMPLES = 32
 
 
@@ -75,37 +74,15 @@ def manifest(bucket: str, endpoint: str) -> str:
     )
 
 
-def succeeded(ftj: dict) -> dict | None:
-    return next(
-        (c for c in (ftj.get("status") or {}).get("conditions") or [] if c["type"] == "Succeeded"), None
-    )
-
-
 def test_two_nodes_train_one_adapter_through_the_rendezvous(
     kube_api, kubectl, kubelet, rendezvous_port, operator, s3_server, staged, tmp_path
 ):
-    kubectl("apply", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=established", "crd/finetunejobs.tuneforge.io")
-    kubectl(
-        "create",
-        "secret",
-        "generic",
-        "s3",
-        f"--from-literal=AWS_ACCESS_KEY_ID={s3_server.access_key}",
-        f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_server.secret_key}",
-    )
+    install_crds(kubectl)
+    create_s3_secret(kubectl, s3_server, name="s3")
     kubectl("apply", "-f", "-", input=manifest(staged, s3_server.endpoint))
 
     stages: list[str] = []
-
-    def finished() -> dict | None:
-        ftj = kube_api.client.get(*FTJ, "gang")
-        cond = succeeded(ftj)
-        if cond and (not stages or stages[-1] != cond["reason"]):
-            stages.append(cond["reason"])
-        return ftj if cond and cond["status"] != "Unknown" else None
-
-    ftj = wait_for(finished, timeout=300, interval=0.2, message="the FineTuneJob never finished")
+    ftj = wait_finished(kube_api, FTJ, "gang", timeout=300, seen=stages)
     cond = succeeded(ftj)
     assert (cond["status"], cond["reason"]) == ("True", "Succeeded"), (cond, stages)
     assert "Training" in stages

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.cluster import create_s3_secret, install_crds
 from support.manifests import merge
 from support.waiting import wait_for
 
@@ -31,8 +32,7 @@ MANIFEST = {
 
 @pytest.fixture
 def crds(kubectl):
-    kubectl("apply", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=established", "crd/finetunejobs.tuneforge.io")
+    install_crds(kubectl)
 
 
 def apply(kubectl, **spec) -> None:
@@ -59,19 +59,16 @@ def events_for(kube_api, name="probe"):
     return [e for e in kube_api.client.list("v1", "events") if e["involvedObject"].get("name") == name]
 
 
+def wait_for_warning(kube_api, reason, name="probe"):
+    """The Warning Event with ``reason`` (kopf posts Events from a queue, maybe after the condition)."""
+    return wait_for(
+        lambda: [e for e in events_for(kube_api, name) if e["reason"] == reason and e["type"] == "Warning"],
+        message=f"no Warning event {reason}",
+    )
+
+
 def s3_storage(s3_server, secret="s3-credentials"):
     return {"s3": {"endpoint": s3_server.endpoint, "region": s3_server.region, "credentialsSecret": secret}}
-
-
-def create_s3_secret(kubectl, s3_server, name="s3-credentials"):
-    kubectl(
-        "create",
-        "secret",
-        "generic",
-        name,
-        f"--from-literal=AWS_ACCESS_KEY_ID={s3_server.access_key}",
-        f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_server.secret_key}",
-    )
 
 
 def test_unsupported_features_are_refused_by_name_and_nothing_runs(kube_api, kubectl, operator, crds):
@@ -103,7 +100,7 @@ def test_a_spec_that_slipped_past_an_outdated_crd_is_refused_as_invalid(kube_api
     assert cond["status"] == "False"
     assert "spec.hyperparameters.learningRate: Input should be greater than 0" in cond["message"]
     assert "spec.hyperparameters.batchSize" in cond["message"]
-    assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in events_for(kube_api))
+    wait_for_warning(kube_api, "InvalidSpec")
     assert kube_api.client.list("batch/v1", "jobs", namespace="default") == []
 
 
@@ -120,7 +117,7 @@ def test_a_missing_bucket_fails_the_fetch_at_once_with_the_reason(
     # Not found cannot be fixed by retrying: one pod, no retries.
     assert job["status"]["failed"] == 1
     assert any(c["reason"] == "PodFailurePolicy" for c in job["status"]["conditions"])
-    assert any(e["reason"] == "FetchModelFailed" and e["type"] == "Warning" for e in events_for(kube_api))
+    wait_for_warning(kube_api, "FetchModelFailed")
 
 
 def test_a_missing_secret_is_named_and_the_run_goes_on_once_it_exists(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.cluster import FTJ, create_s3_secret, install_crds, succeeded, wait_finished
 from support.storage_fixtures import applied_env
 from support.waiting import wait_for
 
@@ -27,7 +28,6 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-FTJ = ("tuneforge.io/v1alpha1", "finetunejobs")
 STEPS, BATCH = 12, 4
 
 
@@ -71,13 +71,6 @@ def staged_bucket(s3_server, tiny_model):
     return bucket
 
 
-def succeeded(ftj: dict) -> dict:
-    for cond in (ftj.get("status") or {}).get("conditions") or []:
-        if cond["type"] == "Succeeded":
-            return cond
-    return {}
-
-
 def trainer_state(pod: dict) -> dict:
     for status in pod.get("status", {}).get("containerStatuses") or []:
         if status["name"] == "trainer":
@@ -90,16 +83,8 @@ def test_an_evicted_training_pod_resumes_from_its_checkpoint_and_succeeds(
 ):
     # Progress patches at once, and each trainer logs the rows every step trains on.
     kubelet.extra_env.update({"TUNEFORGE_STATUS_INTERVAL": "0", "TUNEFORGE_SAMPLE_LOG": "1"})
-    kubectl("apply", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=established", "crd/finetunejobs.tuneforge.io")
-    kubectl(
-        "create",
-        "secret",
-        "generic",
-        "s3-credentials",
-        f"--from-literal=AWS_ACCESS_KEY_ID={s3_server.access_key}",
-        f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_server.secret_key}",
-    )
+    install_crds(kubectl)
+    create_s3_secret(kubectl, s3_server)
     kubectl("apply", "-f", "-", input=manifest(staged_bucket, s3_server))
 
     def training_past_step_two() -> dict | None:
@@ -113,15 +98,7 @@ def test_an_evicted_training_pod_resumes_from_its_checkpoint_and_succeeds(
     kubelet.evict(first["metadata"]["name"])
 
     messages: list[str] = []
-
-    def finished() -> dict | None:
-        ftj = kube_api.client.get(*FTJ, "spot")
-        cond = succeeded(ftj)
-        if cond and (not messages or messages[-1] != cond["message"]):
-            messages.append(cond["message"])
-        return ftj if cond and cond["status"] != "Unknown" else None
-
-    ftj = wait_for(finished, timeout=400, interval=0.1, message="the FineTuneJob never finished")
+    ftj = wait_finished(kube_api, FTJ, "spot", timeout=400, interval=0.1, seen=messages, field="message")
     cond = succeeded(ftj)
     assert (cond["status"], cond["reason"]) == ("True", "Succeeded"), cond
 

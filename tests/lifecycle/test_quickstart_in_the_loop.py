@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from support.cluster import FTJ, create_s3_secret, install_crds, succeeded, wait_finished
 from support.storage_fixtures import applied_env
 from support.waiting import wait_for
 
@@ -26,14 +27,6 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-FTJ = ("tuneforge.io/v1alpha1", "finetunejobs")
-
-
-def succeeded(ftj: dict) -> dict | None:
-    for cond in (ftj.get("status") or {}).get("conditions") or []:
-        if cond["type"] == "Succeeded":
-            return cond
-    return None
 
 
 def cluster_manifest(bucket: str, endpoint: str) -> str:
@@ -58,28 +51,12 @@ def staged_bucket(s3_server, tiny_model):
 def test_quickstart_cluster_manifest_trains_an_adapter_onto_s3(
     kube_api, kubectl, kubelet, operator, s3_server, staged_bucket, tiny_model, tmp_path
 ):
-    kubectl("apply", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=established", "crd/finetunejobs.tuneforge.io")
-    kubectl(
-        "create",
-        "secret",
-        "generic",
-        "s3-credentials",
-        f"--from-literal=AWS_ACCESS_KEY_ID={s3_server.access_key}",
-        f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_server.secret_key}",
-    )
+    install_crds(kubectl)
+    create_s3_secret(kubectl, s3_server)
     kubectl("apply", "-f", "-", input=cluster_manifest(staged_bucket, s3_server.endpoint))
 
     stages: list[str] = []
-
-    def finished() -> dict | None:
-        ftj = kube_api.client.get(*FTJ, "quickstart")
-        cond = succeeded(ftj)
-        if cond and (not stages or stages[-1] != cond["reason"]):
-            stages.append(cond["reason"])
-        return ftj if cond and cond["status"] != "Unknown" else None
-
-    ftj = wait_for(finished, timeout=300, interval=0.2, message="the FineTuneJob never finished")
+    ftj = wait_finished(kube_api, FTJ, "quickstart", timeout=300, seen=stages)
     cond = succeeded(ftj)
     assert (cond["status"], cond["reason"]) == ("True", "Succeeded"), cond
     assert cond["observedGeneration"] == ftj["metadata"]["generation"]

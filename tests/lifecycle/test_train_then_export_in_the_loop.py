@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
+from support.cluster import FTJ, MEX, create_s3_secret, install_crds, succeeded, wait_finished
 from support.storage_fixtures import applied_env
-from support.waiting import wait_for
 
 from tuneforge.storage import fetch, read_text, upload_file
 
@@ -25,25 +25,6 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-FTJ = ("tuneforge.io/v1alpha1", "finetunejobs")
-MEX = ("tuneforge.io/v1alpha1", "modelexports")
-
-
-def succeeded(obj: dict[str, Any]) -> dict[str, Any] | None:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond["type"] == "Succeeded":
-            return dict(cond)
-    return None
-
-
-def finished(kube_api: Any, kind: tuple[str, str], name: str, timeout: float) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        obj = kube_api.client.get(*kind, name)
-        cond = succeeded(obj)
-        return obj if cond and cond["status"] != "Unknown" else None
-
-    result: dict[str, Any] = wait_for(check, timeout=timeout, interval=0.2, message=f"{name} never finished")
-    return result
 
 
 def test_a_finetunejob_with_exports_ends_with_a_merged_model_and_a_gguf_on_s3(
@@ -55,18 +36,8 @@ def test_a_finetunejob_with_exports_ends_with_a_merged_model_and_a_gguf_on_s3(
     kubelet.claims["models"] = claim
     with applied_env(s3_server.env):
         upload_file(REPO / "examples/data/alpaca-sample.jsonl", f"s3://{bucket}/data/alpaca.jsonl")
-    kubectl("apply", "-f", str(REPO / "crds"))
-    kubectl(
-        "wait",
-        "--for=condition=established",
-        "crd/finetunejobs.tuneforge.io",
-        "crd/modelexports.tuneforge.io",
-    )
-    kubectl(
-        "create", "secret", "generic", "s3-credentials",
-        f"--from-literal=AWS_ACCESS_KEY_ID={s3_server.access_key}",
-        f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_server.secret_key}",
-    )  # fmt: skip
+    install_crds(kubectl)
+    create_s3_secret(kubectl, s3_server)
     releases = f"s3://{bucket}/releases"
     manifest = {
         "apiVersion": "tuneforge.io/v1alpha1",
@@ -98,15 +69,15 @@ def test_a_finetunejob_with_exports_ends_with_a_merged_model_and_a_gguf_on_s3(
     }
     kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
 
-    ftj = finished(kube_api, FTJ, "ship", timeout=300)
+    ftj = wait_finished(kube_api, FTJ, "ship", timeout=300)
     assert succeeded(ftj)["status"] == "True", succeeded(ftj)
     exports = {m["metadata"]["name"]: m for m in kube_api.client.list(*MEX, namespace="default")}
     assert set(exports) == {"ship-merged", "ship-gguf"}
     for export in exports.values():
         assert export["metadata"]["ownerReferences"][0]["name"] == "ship"
 
-    merged = finished(kube_api, MEX, "ship-merged", timeout=300)
-    gguf = finished(kube_api, MEX, "ship-gguf", timeout=300)
+    merged = wait_finished(kube_api, MEX, "ship-merged", timeout=300)
+    gguf = wait_finished(kube_api, MEX, "ship-gguf", timeout=300)
     for done in (merged, gguf):
         cond = succeeded(done)
         assert (cond["status"], cond["reason"]) == ("True", "Succeeded"), cond
