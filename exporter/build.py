@@ -109,12 +109,17 @@ def build(kind: ArtifactKind, inputs: Inputs, deadline: Deadline, note: Callable
     if kind.format == "adapter":
         folder = inputs.adapter()
         return _finish(kind, folder, out, merged=None, cached=False)
-    merged, cached = _merged(inputs, out, note)
     if kind.format == "merged":
+        merged, cached = _merged(inputs, out, note)
         return _finish(kind, merged, out, merged=merged, cached=cached)
-    if kind.format == "gguf":
-        return _gguf(kind, inputs, merged, cached, out, deadline, note)
-    return _adapter_gguf(kind, inputs, merged, cached, out, deadline, note)
+    from tuneforge.exporter.gguf_convert import converters_started_ahead
+
+    # The converters import torch and transformers (4 s) while the sources are fetched and merged.
+    with converters_started_ahead(adapter=kind.format == "adapter-gguf"):
+        merged, cached = _merged(inputs, out, note)
+        if kind.format == "gguf":
+            return _gguf(kind, inputs, merged, cached, out, deadline, note)
+        return _adapter_gguf(kind, inputs, merged, cached, out, deadline, note)
 
 
 def _finish(kind: ArtifactKind, folder: Path, out: Path, *, merged: Path | None, cached: bool) -> Built:

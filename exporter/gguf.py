@@ -4,7 +4,8 @@ The exporter's whole GGUF interface; the work lives in ``gguf_*`` modules:
 
 - ``gguf_tools``: where llama.cpp's converters are (unpacked from the pinned
   llama-cpp-python sdist by ``tuneforge llama-cpp install``) and which version;
-- ``gguf_convert``: HF model / PEFT adapter -> GGUF (child process, atomic);
+- ``gguf_convert``: HF model / PEFT adapter -> GGUF (child process, atomic;
+  ``prestart_conversions`` starts the converters' processes ahead);
 - ``gguf_quantize``: f16 GGUF -> q8_0, q4_K_M, ... (child process, atomic);
 - ``gguf_verify`` (+ ``gguf_probe``, its llama.cpp child, and ``gguf_tolerances``):
   logits vs transformers;
@@ -22,6 +23,7 @@ from tuneforge.exporter.gguf_convert import (
     GgufFile,
     convert_adapter_to_gguf,
     convert_to_gguf,
+    prestart_conversions,
 )
 from tuneforge.exporter.gguf_errors import GgufError
 from tuneforge.exporter.gguf_quantize import QUANT_TYPES, conversion_plan, quantize
@@ -43,6 +45,7 @@ __all__ = [
     "convert_adapter_to_gguf",
     "convert_to_gguf",
     "llama_cpp_version",
+    "prestart_conversions",
     "quantize",
     "verify_gguf",
 ]

@@ -11,6 +11,7 @@ declines anything else back to the converter.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -20,10 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from tuneforge.exporter import gguf_fast, tool_spares
 from tuneforge.exporter.gguf_errors import GgufError
 from tuneforge.exporter.gguf_fast import CONVERTER, FAST, try_fast
-from tuneforge.exporter.gguf_process import run_tool
+from tuneforge.exporter.gguf_process import prestart_tool, run_tool
 from tuneforge.exporter.gguf_tools import llama_cpp_version, tools_dir
+from tuneforge.exporter.tool_host import PATH_PREFIX
+
+logger = logging.getLogger(__name__)
 
 CONVERT_TYPES: Final = ("f32", "f16", "bf16", "q8_0")
 """Output types the converters write directly (quantize() makes the rest from f16)."""
@@ -89,6 +94,33 @@ def convert_to_gguf(
     )
 
 
+@contextmanager
+def converters_started_ahead(*, adapter: bool = False) -> Iterator[None]:
+    """``prestart_conversions`` for the block's conversions; what they did not use is stopped after it."""
+    prestart_conversions(adapter=adapter)
+    try:
+        yield
+    finally:
+        tool_spares.discard_all()
+
+
+def prestart_conversions(*, adapter: bool = False) -> None:
+    """Starts the converters' processes now, for the conversions this process will run next.
+
+    They import torch and transformers while the caller fetches and merges; ``convert_to_gguf``
+    (and ``convert_adapter_to_gguf`` when ``adapter``) then hand their work to them. Without
+    llama.cpp's tools nothing is started: the conversion reports it.
+    """
+    try:
+        tools = tools_dir()
+    except GgufError:
+        return
+    gguf_fast.prestart(tools)
+    if adapter:
+        gguf_py = f"{PATH_PREFIX}{tools / 'gguf-py'}"
+        prestart_tool([sys.executable, str(tools / "convert_lora_to_gguf.py")], preload=[gguf_py])
+
+
 def convert_adapter_to_gguf(
     adapter_dir: Path,
     base_dir: Path,
@@ -132,7 +164,7 @@ def _convert(
     version = llama_cpp_version()
     started = time.monotonic()
     with partial_file(out) as partial:
-        run_tool(
+        run = run_tool(
             [sys.executable, *argv, "--outfile", str(partial)],
             step=step,
             timeout=timeout,
@@ -142,6 +174,7 @@ def _convert(
         if not partial.is_file():
             raise GgufError("ConversionFailed", f"{step} exited 0 but wrote no file ({version})")
         os.replace(partial, out)
+    logger.info("%s: %.1f s%s", step, run.seconds, ", started ahead" if run.started_ahead else "")
     return GgufFile(out, outtype, out.stat().st_size, version, time.monotonic() - started)
 
 

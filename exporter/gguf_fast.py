@@ -3,10 +3,13 @@
 llama.cpp's ``convert_hf_to_gguf.py`` casts every tensor through torch on one
 thread (about 16 s/GB for bf16 here). For the architectures whose tensor
 handling ``gguf_tensors`` restates (Llama, Mistral, Qwen2) and an f16 output,
-the exporter runs ``gguf_fast_main`` instead, a child process that lets the
-converter write the metadata and the vocabulary (``--vocab-only``) and writes
-the tensors itself, in parallel and bit for bit as the converter would:
+the exporter runs the converter with ``--vocab-only`` (metadata and
+vocabulary), then ``gguf_fast_main``, a child process that writes that
+metadata with the tensors, in parallel and bit for bit as the converter would:
 tests/exporter/test_gguf_fast.py checks that both files are byte-identical.
+Both run in processes started ahead (``prestart``, ``tool_spares``) when the
+pipeline started them while it fetched and merged: the converter's own
+start-up (torch and transformers imports, 4 s) is then off the clock.
 
 Everything else (another architecture or output type, a quantized
 checkpoint, a tensor the rules do not cover, a converter whose metadata is
@@ -23,16 +26,25 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any, Final
 
-from tuneforge.exporter.gguf_process import run_tool
+from tuneforge.exporter.gguf_process import prestart_tool, run_tool
 from tuneforge.exporter.gguf_tensors import Unsupported, model_shape
+from tuneforge.exporter.tool_host import PATH_PREFIX
 
 FAST: Final = "fast"
 """GgufFile.method of a file written by the fast path."""
 CONVERTER: Final = "llama.cpp"
 """GgufFile.method of a file written by llama.cpp's converter (or quantizer) alone."""
+
+CONVERTER_PRELOAD: Final = (
+    "transformers.models.auto.configuration_auto",
+    "transformers.models.auto.tokenization_auto",
+    "transformers.models.llama.configuration_llama",
+)
+"""What the converter imports lazily for a Llama (AutoConfig, AutoTokenizer): loaded by its spare too."""
 
 logger = logging.getLogger(__name__)
 
@@ -86,18 +98,22 @@ def _run_child(
     timeout: float,
     memory_limit: int | None,
 ) -> str | None:
+    deadline = time.monotonic() + timeout
     vocab = partial.with_name(partial.name + ".vocab")
-    argv = [sys.executable, "-m", "tuneforge.exporter.gguf_fast_main", str(model_dir), "--outtype", outtype]
-    argv += ["--outfile", str(partial), "--vocab-file", str(vocab), "--tools", str(tools)]
     try:
-        run = run_tool(
-            argv,
-            # Named after the converter: its failures (tokenizer, memory) are the ones users see.
-            step=(
-                f"convert_hf_to_gguf.py {model_dir.name} --outtype {outtype} --vocab-only"
-                " (tensors: Tuneforge)"
-            ),
+        vocab_run = run_tool(
+            [*vocab_only_tool(tools), str(model_dir), "--outtype", outtype, "--vocab-only"]
+            + ["--outfile", str(vocab)],
+            step=f"convert_hf_to_gguf.py {model_dir.name} --outtype {outtype} --vocab-only",
             timeout=timeout,
+            version=version,
+            memory_limit=memory_limit,
+        )
+        run = run_tool(
+            [*tensors_tool(), str(model_dir), "--outtype", outtype, "--outfile", str(partial)]
+            + ["--vocab-file", str(vocab), "--tools", str(tools)],
+            step=f"tuneforge's tensor writer for {model_dir.name} --outtype {outtype}",
+            timeout=max(0.0, deadline - time.monotonic()),
             version=version,
             memory_limit=memory_limit,
         )
@@ -106,14 +122,41 @@ def _run_child(
     result = _last_json_line(run.stdout)
     if result.get("written") and partial.is_file():
         logger.info(
-            "%s: f16 GGUF written by the fast path, %d tensors, %.1f s (llama.cpp's --vocab-only: %.1f s)",
+            "%s: f16 GGUF written by the fast path, %d tensors, %.1f s (llama.cpp's --vocab-only: %.1f s%s)",
             model_dir.name,
             result.get("tensors", 0),
-            result.get("seconds", 0.0),
-            result.get("vocabSeconds", 0.0),
+            result.get("seconds", 0.0) + vocab_run.seconds,
+            vocab_run.seconds,
+            ", converter started ahead" if vocab_run.started_ahead else "",
         )
         return None
     return str(result.get("declined") or f"the fast path gave no result: {run.stdout[-500:]!r}")
+
+
+def vocab_only_tool(tools: Path) -> list[str]:
+    """The command (without arguments) of the fast path's first step: llama.cpp's converter."""
+    return [sys.executable, str(tools / "convert_hf_to_gguf.py")]
+
+
+def tensors_tool() -> list[str]:
+    """The command (without arguments) of its second: Tuneforge's tensor writer."""
+    return [sys.executable, "-m", "tuneforge.exporter.gguf_fast_main"]
+
+
+def prestart(tools: Path) -> None:
+    """Starts both steps' processes now, for a conversion to come (``gguf_process.prestart_tool``)."""
+    prestart_tool(vocab_only_tool(tools), preload=(f"{PATH_PREFIX}{tools / 'gguf-py'}", *CONVERTER_PRELOAD))
+    prestart_tool(tensors_tool(), preload=_tensors_preload(tools))
+
+
+def _tensors_preload(tools: Path) -> tuple[str, ...]:
+    """What the tensor writer imports when it runs (llama.cpp's gguf-py, numpy): loaded by its spare."""
+    return (
+        f"{PATH_PREFIX}{tools / 'gguf-py'}",
+        "gguf",
+        "tuneforge.exporter.gguf_fast_data",
+        "tuneforge.exporter.gguf_fast_header",
+    )
 
 
 def _last_json_line(stdout: str) -> dict[str, Any]:

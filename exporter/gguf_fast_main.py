@@ -1,18 +1,15 @@
-"""The fast f16 conversion's child process: llama.cpp's metadata and vocabulary, our tensors.
+"""The fast f16 conversion's tensor writer: llama.cpp's metadata and vocabulary, our tensors.
 
-    python -m tuneforge.exporter.gguf_fast_main MODEL_DIR --outfile OUT --vocab-file TMP --tools DIR
+    python -m tuneforge.exporter.gguf_fast_main MODEL_DIR --outfile OUT --vocab-file VOCAB --tools DIR
 
-1. starts ``convert_hf_to_gguf.py MODEL_DIR --outtype f16 --vocab-only`` (writing TMP) at once: it
-   is most of the wall time (its torch and transformers imports alone take seconds);
-2. meanwhile plans the tensors (``gguf_tensors``) from config.json and the safetensors headers;
-3. when the converter is done, writes OUT: its metadata with our tensor infos (``gguf_fast_header``),
-   then the tensor data (``gguf_fast_data``).
+VOCAB is what ``convert_hf_to_gguf.py MODEL_DIR --outtype f16 --vocab-only`` wrote (``gguf_fast``
+runs it first). This process plans the tensors (``gguf_tensors``) from config.json and the
+safetensors headers, then writes OUT: the converter's metadata with our tensor infos
+(``gguf_fast_header``), then the tensor data (``gguf_fast_data``).
 
 Prints one JSON line on stdout: ``{"written": true, ...}``, or ``{"declined": "<why>"}`` when the
 model is not one the fast path handles (OUT is then not written; the exporter runs the converter).
-A failure of the converter is this process's failure, with the converter's stderr and exit status
-(or its signal), so the exporter classifies it as it would the converter's own. Imports neither torch
-nor anything of the exporter that does: its start-up is part of every conversion.
+Imports neither torch nor anything of the exporter that does.
 """
 
 from __future__ import annotations
@@ -21,12 +18,9 @@ import argparse
 import importlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from tuneforge.exporter.gguf_tensors import (
@@ -46,58 +40,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tuneforge.exporter.gguf_fast_main")
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--outfile", type=Path, required=True)
-    parser.add_argument("--vocab-file", type=Path, required=True, help="where the vocab-only GGUF goes")
+    parser.add_argument("--vocab-file", type=Path, required=True, help="the converter's vocab-only GGUF")
     parser.add_argument("--tools", type=Path, required=True, help="llama.cpp's converters (gguf_tools)")
     parser.add_argument("--outtype", default="f16")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    converter = _start_vocab_only(args)
     try:
-        try:
-            gguf = _vendored_gguf(args.tools)
-            shape, plan = _plan(gguf, args.model_dir, args.outtype)
-        except Unsupported as why:
-            return _decline(str(why))
-        status = converter.wait()
-        if status != 0:
-            return _exit_like(status)
-        vocab_seconds = time.monotonic() - started
-        # numpy and the writer only now: the converter started first.
+        gguf = _vendored_gguf(args.tools)
+        shape, plan = _plan(gguf, args.model_dir, args.outtype)
         from tuneforge.exporter.gguf_fast_header import check_shape, read_vocab
 
-        try:
-            vocab = read_vocab(gguf, args.vocab_file)
-            check_shape(vocab, shape)
-        except Unsupported as why:
-            return _decline(str(why))
-        size = _write(gguf, args, vocab, plan)
-    finally:
-        if converter.poll() is None:
-            converter.kill()
-            converter.wait()
-    result: dict[str, object] = {"written": True, "tensors": len(plan), "bytes": size}
-    result |= {"seconds": round(time.monotonic() - started, 3), "vocabSeconds": round(vocab_seconds, 3)}
+        vocab = read_vocab(gguf, args.vocab_file)
+        check_shape(vocab, shape)
+    except Unsupported as why:
+        return _decline(str(why))
+    size = _write(gguf, args, vocab, plan)
+    result = {
+        "written": True,
+        "tensors": len(plan),
+        "bytes": size,
+        "seconds": round(time.monotonic() - started, 3),
+    }
     print(json.dumps(result), flush=True)
     return 0
-
-
-def _start_vocab_only(args: argparse.Namespace) -> subprocess.Popen[bytes]:
-    command = [sys.executable, str(args.tools / "convert_hf_to_gguf.py"), str(args.model_dir)]
-    command += ["--outtype", args.outtype, "--vocab-only", "--outfile", str(args.vocab_file)]
-    started: list[subprocess.Popen[bytes]] = []
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        # The exporter's deadline stops the whole process group; wait for the converter so that
-        # nothing of ours outlives this process (the exporter then removes the temporary files).
-        for converter in started:
-            converter.kill()
-            converter.wait()
-        os._exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)  # before the converter exists: no moment without it
-    # Its stdout joins our stderr: our stdout carries the result line only.
-    started.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno()))
-    return started[0]
 
 
 def _vendored_gguf(tools: Path) -> Any:
@@ -140,14 +105,6 @@ def _write(gguf: Any, args: argparse.Namespace, vocab: list[Any], plan: list[Pla
 def _decline(why: str) -> int:
     print(json.dumps({"declined": why}), flush=True)
     return 0
-
-
-def _exit_like(status: int) -> int:
-    """This process ends as the converter did: same exit code, or killed by the same signal."""
-    if status < 0:
-        signal.signal(-status, signal.SIG_DFL)
-        os.kill(os.getpid(), -status)
-    return status
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from tuneforge.exporter import tool_spares
 from tuneforge.exporter.gguf_errors import GgufError, classify
 
 KILL_GRACE_S: Final = 5.0
@@ -50,6 +51,8 @@ class ToolRun:
     stdout: str
     stderr: str
     seconds: float
+    started_ahead: bool = False
+    """Whether it ran in a process started ahead (``prestart_tool``)."""
 
 
 def tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -76,20 +79,10 @@ def run_tool(
     tool that needs more fails with MemoryError in its own process and the
     exporter lives to report OutOfMemory instead of being OOM-killed with it.
     """
-    command = list(argv)
-    if memory_limit:
-        command = [sys.executable, "-c", _LIMIT_THEN_EXEC, str(memory_limit), *command]
     started = time.monotonic()
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-        env=tool_env(env),
-        start_new_session=True,
-    )
+    full_env = tool_env(env)
+    spare = tool_spares.claim(argv, full_env, memory_limit)
+    process = spare or _start(argv, full_env, memory_limit)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -104,7 +97,35 @@ def run_tool(
         raise
     if process.returncode != 0:
         raise classify(step, process.returncode, stderr, version=version)
-    return ToolRun(stdout, stderr, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    return ToolRun(tool_spares.without_ready(stdout), stderr, seconds, started_ahead=spare is not None)
+
+
+def prestart_tool(
+    argv: Sequence[str], *, preload: Sequence[str] = (), env: dict[str, str] | None = None
+) -> bool:
+    """Starts a spare process for the Python tool ``argv`` names, to be claimed by ``run_tool``.
+
+    Only the tool (``[python, script.py]`` or ``[python, -m, module]``) counts, not its arguments.
+    ``preload``: more modules for it to import in advance. Returns whether a spare is waiting.
+    """
+    return tool_spares.prestart(argv, tool_env(env), preload)
+
+
+def _start(argv: Sequence[str], env: dict[str, str], memory_limit: int | None) -> subprocess.Popen[str]:
+    command = list(argv)
+    if memory_limit:
+        command = [sys.executable, "-c", _LIMIT_THEN_EXEC, str(memory_limit), *command]
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        env=env,
+        start_new_session=True,
+    )
 
 
 def _stop(process: subprocess.Popen[str]) -> None:

@@ -59,7 +59,9 @@ def test_gguf_to_a_bucket_and_the_hub_keeps_the_merged_model_for_a_later_merged_
     assert files["model-q8_0.gguf"] == data  # at the top level of the repository
     assert front_matter(files["README.md"].decode())["library_name"] == "gguf"
     assert json.loads(files["model-q8_0.gguf.tuneforge.json"])["llamaCppVersion"] == version
-    assert "verification passed" in (run.workdir / "export.log").read_text()
+    log = (run.workdir / "export.log").read_text()
+    assert "verification passed" in log
+    assert "converter started ahead" in log  # its imports overlapped the fetch and the merge
     # The merged model it was made from is kept beside the adapter's run output.
     cache = tmp_path / "run" / "exports"
     assert (cache / "merged" / "_MANIFEST.json").is_file() and (cache / "merged.tuneforge.json").is_file()
@@ -91,4 +93,5 @@ def test_adapter_gguf_is_verified_against_the_merged_model(
     assert (tmp_path / "bucket" / "adapter-f16.gguf").read_bytes()[:4] == GGUF_MAGIC
     log = (run.workdir / "export.log").read_text()
     assert "GGUF f16 verification passed" in log
+    assert any("convert_lora_to_gguf.py" in line and "started ahead" in line for line in log.splitlines())
     assert not (run.workdir / "build" / "base-f16.gguf").exists()  # the base GGUF made for the check is gone

@@ -12,12 +12,20 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tuneforge import exitcodes
-from tuneforge.exporter.gguf import GgufError, convert_adapter_to_gguf, convert_to_gguf, llama_cpp_version
+from tuneforge.exporter import tool_spares
+from tuneforge.exporter.gguf import (
+    GgufError,
+    convert_adapter_to_gguf,
+    convert_to_gguf,
+    llama_cpp_version,
+    prestart_conversions,
+)
 from tuneforge.exporter.gguf_tools import ROOT_ENV
 
 TIMEOUT = 300.0
@@ -75,9 +83,23 @@ def bpe_tokenizer_with_unknown_pre_tokenizer(dest: Path) -> None:
     fast.save_pretrained(dest)
 
 
-def test_a_tokenizer_llama_cpp_does_not_recognise(tiny_model: Path, tmp_path: Path) -> None:
+@pytest.fixture(params=["cold", "started-ahead"])
+def converters(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test twice: converters started when needed, and started ahead (``prestart_conversions``)."""
+    yield request.param
+    tool_spares.discard_all()
+
+
+def start_converters(how: str) -> None:
+    if how == "started-ahead":
+        prestart_conversions()
+        assert tool_spares.wait_ready()
+
+
+def test_a_tokenizer_llama_cpp_does_not_recognise(tiny_model: Path, tmp_path: Path, converters: str) -> None:
     model = copy_model(tiny_model, tmp_path / "model", tokenizer=False)
     bpe_tokenizer_with_unknown_pre_tokenizer(model)
+    start_converters(converters)
 
     with pytest.raises(GgufError) as caught:
         convert_to_gguf(model, tmp_path / "out.gguf", timeout=TIMEOUT)
@@ -89,6 +111,7 @@ def test_a_tokenizer_llama_cpp_does_not_recognise(tiny_model: Path, tmp_path: Pa
     assert "chkhsh " in message  # the hash a llama.cpp maintainer or a newer release would need
     assert "Keep the base model's tokenizer files unchanged" in message
     assert not (tmp_path / "out.gguf").exists()
+    assert not any("convert_hf_to_gguf" in target for target in tool_spares.waiting())
 
 
 def test_a_conversion_past_its_deadline_is_stopped(tiny_model: Path, tmp_path: Path) -> None:
@@ -117,10 +140,14 @@ def converters_running(marker: Path) -> bool:
     return False
 
 
-def test_a_converter_out_of_memory_is_reported_as_such(tiny_model: Path, tmp_path: Path) -> None:
+def test_a_converter_out_of_memory_is_reported_as_such(
+    tiny_model: Path, tmp_path: Path, converters: str
+) -> None:
     # 300 MiB of address space: too little for the converter's own imports, let alone a real model.
     # Which allocation fails first (Python's MemoryError, a shared library that
     # cannot be mapped, OpenBLAS's buffers) varies by machine; every one is OutOfMemory.
+    # A converter started ahead is already past its imports: its next allocation fails.
+    start_converters(converters)
     with pytest.raises(GgufError) as caught:
         convert_to_gguf(tiny_model, tmp_path / "out.gguf", timeout=TIMEOUT, memory_limit=300 << 20)
 
@@ -128,6 +155,7 @@ def test_a_converter_out_of_memory_is_reported_as_such(tiny_model: Path, tmp_pat
     assert (err.reason, err.exit_code) == ("OutOfMemory", exitcodes.OUT_OF_MEMORY)
     assert "spec.resources.memory" in str(err)
     assert only_the_model_files(tmp_path) == []
+    assert not any("convert_hf_to_gguf" in target for target in tool_spares.waiting())  # it failed
 
 
 def test_an_adapter_folder_without_adapter_config(tiny_model: Path, tmp_path: Path) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +17,7 @@ from tuneforge.exporter.gguf_fast_cast import (
     f16_to_f32,
     f32_to_f16,
 )
-from tuneforge.exporter.gguf_fast_data import cast, permute_rows
+from tuneforge.exporter.gguf_fast_data import cast, permute_rows, read_permuted
 
 EVERY_BF16 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
 
@@ -87,3 +90,21 @@ def test_q_and_k_rows_are_regrouped_per_head_like_the_converters_permute() -> No
     assert order.tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
     bias = np.arange(8, dtype=np.float32)
     assert permute_rows(bias.view(np.uint8), (8,), 4, 2).view(np.float32).tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
+
+
+@pytest.mark.parametrize(("shape", "heads"), [((2560, 6), 8), ((64, 3), 4), ((16,), 2)])
+def test_rows_read_into_their_regrouped_places_equal_the_regrouping(
+    tmp_path: Path, shape: tuple[int, ...], heads: int
+) -> None:
+    # 2560 rows: more than one preadv (IOV_MAX is 1024); a 1-D bias: rows of one value.
+    values = np.random.default_rng(3).integers(0, 1 << 16, size=shape, dtype=np.uint16)
+    raw = values.reshape(-1).view(np.uint8)
+    source = tmp_path / "tensor.bin"
+    source.write_bytes(b"header" + raw.tobytes())
+    out = np.empty(raw.size, np.uint8)
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        read_permuted(fd, out, len(b"header"), shape, heads, source)
+    finally:
+        os.close(fd)
+    assert np.array_equal(out, permute_rows(raw, shape, 2, heads))

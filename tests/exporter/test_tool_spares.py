@@ -1,0 +1,171 @@
+"""A tool run in a process started ahead (tool_spares, tool_host) is the same run as a cold one.
+
+Same stdout, stderr and exit status, the same environment (a spare started with
+another one is not used), the memory cap and the deadline apply, nothing is left
+running; and the exporter's GGUF conversions really use their spares, writing
+the same bytes as cold converters do.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tuneforge import exitcodes
+from tuneforge.exporter import tool_spares
+from tuneforge.exporter.gguf import GgufError, convert_to_gguf, prestart_conversions
+from tuneforge.exporter.gguf_process import prestart_tool, run_tool
+
+TOOL = textwrap.dedent(
+    """
+    import os, sys
+    import json  # a module the spare preloads
+    mode = sys.argv[1]
+    print("argv", sys.argv[1:], "name", __name__, "stdin", sys.stdin.read() == "")
+    print("env", os.environ.get("TUNEFORGE_TEST_ENV"), file=sys.stderr)
+    if mode == "fail":
+        sys.exit(3)
+    if mode == "message":
+        sys.exit("the tool's own message")
+    if mode == "raise":
+        raise RuntimeError("an uncaught error")
+    if mode == "allocate":
+        block = bytearray(512 << 20)
+    if mode == "sleep":
+        import time
+        time.sleep(60)
+    """
+)
+
+
+@pytest.fixture
+def tool(tmp_path: Path) -> Iterator[Path]:
+    script = tmp_path / "tool.py"
+    script.write_text(TOOL)
+    yield script
+    tool_spares.discard_all()
+
+
+def run(script: Path, *args: str, prestarted: bool, **kwargs: object) -> tuple[str, str]:
+    argv = [sys.executable, str(script), *args]
+    if prestarted:
+        assert prestart_tool(argv, preload=["json"], env=kwargs.get("env"))  # type: ignore[arg-type]
+        assert tool_spares.wait_ready()
+    kwargs.setdefault("timeout", 60.0)
+    result = run_tool(argv, step="tool.py", version="test", **kwargs)  # type: ignore[arg-type]
+    return result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("prestarted", [False, True], ids=["cold", "started-ahead"])
+def test_output_and_arguments_are_the_tools(tool: Path, prestarted: bool) -> None:
+    stdout, stderr = run(tool, "ok", "--flag", prestarted=prestarted, env={"TUNEFORGE_TEST_ENV": "x"})
+    assert stdout == "argv ['ok', '--flag'] name __main__ stdin True\n"
+    assert stderr == "env x\n"
+    assert tool_spares.waiting() == []  # the spare, if any, ran it
+
+
+@pytest.mark.parametrize("prestarted", [False, True], ids=["cold", "started-ahead"])
+@pytest.mark.parametrize(
+    ("mode", "status", "said"),
+    [
+        ("fail", 3, ""),
+        ("message", 1, "the tool's own message"),
+        ("raise", 1, "RuntimeError: an uncaught error"),
+    ],
+)
+def test_exit_status_and_errors_are_the_tools(
+    tool: Path, prestarted: bool, mode: str, status: int, said: str
+) -> None:
+    with pytest.raises(GgufError) as caught:
+        run(tool, mode, prestarted=prestarted)
+    assert f"(exit {status}," in str(caught.value)
+    assert said in str(caught.value)
+
+
+def test_a_spare_started_with_another_environment_is_not_used(tool: Path) -> None:
+    argv = [sys.executable, str(tool)]
+    assert prestart_tool(argv, env={"TUNEFORGE_TEST_ENV": "spare"})
+    assert tool_spares.wait_ready()
+
+    _, stderr = run(tool, "ok", prestarted=False, env={"TUNEFORGE_TEST_ENV": "caller"})
+
+    assert stderr == "env caller\n"
+    assert tool_spares.waiting() == [str(tool)]  # still waiting for a caller with its environment
+
+
+def test_a_tool_has_one_spare_the_one_for_the_latest_environment(tool: Path) -> None:
+    argv = [sys.executable, str(tool)]
+    assert prestart_tool(argv, env={"TUNEFORGE_TEST_ENV": "old"})
+    (old,) = spare_processes()
+    assert prestart_tool(argv, env={"TUNEFORGE_TEST_ENV": "new"})
+
+    assert old.poll() is not None
+    assert tool_spares.waiting() == [str(tool)]
+    _, stderr = run(tool, "ok", prestarted=False, env={"TUNEFORGE_TEST_ENV": "new"})
+    assert stderr == "env new\n" and tool_spares.waiting() == []
+
+
+def test_the_memory_cap_applies_to_a_spare(tool: Path) -> None:
+    with pytest.raises(GgufError) as caught:
+        run(tool, "allocate", prestarted=True, memory_limit=256 << 20)
+    assert (caught.value.reason, caught.value.exit_code) == ("OutOfMemory", exitcodes.OUT_OF_MEMORY)
+
+
+def test_a_spare_past_the_deadline_is_stopped(tool: Path) -> None:
+    argv = [sys.executable, str(tool)]
+    assert prestart_tool(argv)
+    assert tool_spares.wait_ready()
+    (pid,) = [p.pid for p in spare_processes()]
+
+    with pytest.raises(GgufError) as caught:
+        run(tool, "sleep", prestarted=False, timeout=1.0)
+
+    assert caught.value.reason == "ConversionTimeout"
+    assert not Path(f"/proc/{pid}").exists() or zombie(pid)
+
+
+def test_spares_are_stopped_when_discarded(tool: Path) -> None:
+    assert prestart_tool([sys.executable, str(tool)])
+    (process,) = spare_processes()
+    tool_spares.discard_all()
+    assert process.poll() is not None
+    assert tool_spares.waiting() == []
+
+
+def spare_processes() -> list[subprocess.Popen[str]]:
+    return [spare.process for spare in tool_spares._spares]
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.fixture
+def no_spares_left() -> Iterator[None]:
+    yield
+    tool_spares.discard_all()
+
+
+def test_a_conversion_uses_the_converters_started_ahead_and_writes_the_same_bytes(
+    tiny_model: Path, tmp_path: Path, no_spares_left: None
+) -> None:
+    # Here, not in a fixture: pytest changes the environment (PYTEST_CURRENT_TEST) between the
+    # two, and a spare only serves the environment it was started with.
+    prestart_conversions()
+    assert tool_spares.wait_ready()
+
+    warm = convert_to_gguf(tiny_model, tmp_path / "warm.gguf")
+    assert tool_spares.waiting() == []  # both steps (llama.cpp's --vocab-only, our tensors) used theirs
+
+    cold = convert_to_gguf(tiny_model, tmp_path / "cold.gguf")
+
+    assert warm.method == cold.method == "fast"
+    assert warm.path.read_bytes() == cold.path.read_bytes()
