@@ -244,6 +244,7 @@ def run_training(job: FineTuneJob, data: Data, runtime: Runtime, paths: Paths, r
     reporter.note("loading the model")
     import transformers
 
+    from tuneforge.trainer import cpu_dropout
     from tuneforge.trainer.callback import ReporterCallback
 
     hp = job.spec.hyperparameters
@@ -268,6 +269,7 @@ def run_training(job: FineTuneJob, data: Data, runtime: Runtime, paths: Paths, r
     else:
         trainer = build_trainer(job, rows, trainable, tokenizer, runtime, paths)
     check_learnable(trainer, rows, hp)
+    cpu_dropout.install(trainer.model)
     trainer.add_callback(ReporterCallback(reporter))
     tally = SampleTally.attach(trainer)
     output = checkpoints.train(trainer)  # resumes, checkpoints, and stops on SIGTERM (Preempted)
