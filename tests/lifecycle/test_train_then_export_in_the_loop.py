@@ -16,6 +16,7 @@ import pytest
 import yaml
 from support.cluster import FTJ, MEX, create_s3_secret, install_crds, succeeded, wait_finished
 from support.storage_fixtures import applied_env
+from support.waiting import wait_for
 
 from tuneforge.storage import fetch, read_text, upload_file
 
@@ -71,7 +72,13 @@ def test_a_finetunejob_with_exports_ends_with_a_merged_model_and_a_gguf_on_s3(
 
     ftj = wait_finished(kube_api, FTJ, "ship", timeout=300)
     assert succeeded(ftj)["status"] == "True", succeeded(ftj)
-    exports = {m["metadata"]["name"]: m for m in kube_api.client.list(*MEX, namespace="default")}
+
+    def both_exports() -> dict[str, Any] | None:
+        # Created once the operator sees the job succeed: an event after the status update.
+        found = {m["metadata"]["name"]: m for m in kube_api.client.list(*MEX, namespace="default")}
+        return found if len(found) >= 2 else None
+
+    exports = wait_for(both_exports, timeout=60, interval=0.2, message="the exports were never created")
     assert set(exports) == {"ship-merged", "ship-gguf"}
     for export in exports.values():
         assert export["metadata"]["ownerReferences"][0]["name"] == "ship"

@@ -43,12 +43,11 @@ def test_sigterm_during_training_without_checkpoints_says_the_retry_starts_over(
     env.pop("KUBERNETES_SERVICE_HOST", None)
     argv = ["--spec", str(tmp_path / "spec.yaml"), "--model", str(tiny_model)]
     argv += ["--dataset", str(EXAMPLES / "alpaca-sample.jsonl"), "--workdir", str(workdir)]
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "tuneforge"), "train", *argv],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    output = tmp_path / "trainer.log"
+    with output.open("wb") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "tuneforge"), "train", *argv], env=env, stdout=log, stderr=log
+        )
     try:
         deadline = time.monotonic() + 120
         while not _training(workdir / "status.json"):
@@ -57,7 +56,11 @@ def test_sigterm_during_training_without_checkpoints_says_the_retry_starts_over(
             time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
         # 143 = 128 + SIGTERM: the Job's podFailurePolicy retries it without counting it.
-        assert process.wait(timeout=60) == exitcodes.PREEMPTED == 143
+        try:
+            status = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the trainer did not stop within 60 s of SIGTERM; its log ends:\n{_tail(output)}")
+        assert status == exitcodes.PREEMPTED == 143, _tail(output)
     finally:
         process.kill()
         process.wait()
@@ -74,3 +77,7 @@ def _training(status_file: Path) -> bool:
         return json.loads(status_file.read_text()).get("progress", {}).get("step", 0) > 0
     except (OSError, ValueError):
         return False
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-4000:]
