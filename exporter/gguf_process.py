@@ -116,16 +116,7 @@ def _start(argv: Sequence[str], env: dict[str, str], memory_limit: int | None) -
     command = list(argv)
     if memory_limit:
         command = [sys.executable, "-c", _LIMIT_THEN_EXEC, str(memory_limit), *command]
-    return subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-        env=env,
-        start_new_session=True,
-    )
+    return tool_spares.start_process(command, env, stdin=subprocess.DEVNULL)
 
 
 def _stop(process: subprocess.Popen[str]) -> None:

@@ -37,6 +37,7 @@ class _Spare:
 
 _spares: list[_Spare] = []
 _lock = threading.Lock()
+_stopped_at_exit: list[bool] = []  # whether discard_all is registered to run at exit
 
 
 def target_of(argv: Sequence[str]) -> tuple[str, list[str]] | None:
@@ -67,20 +68,27 @@ def prestart(argv: Sequence[str], env: dict[str, str], preload: Sequence[str] = 
         for stale in [spare for spare in _spares if spare.target == target]:
             _spares.remove(stale)
             _stop(stale.process)
-        if not _spares:
+        if not _stopped_at_exit:
             atexit.register(discard_all)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tuneforge.exporter.tool_host", target, *preload],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            env=env,
-            start_new_session=True,
-        )
-        _spares.append(_Spare(target, dict(env), process))
+            _stopped_at_exit.append(True)
+        host = [sys.executable, "-m", "tuneforge.exporter.tool_host", target, *preload]
+        _spares.append(_Spare(target, dict(env), start_process(host, env, stdin=subprocess.PIPE)))
     return True
+
+
+def start_process(command: Sequence[str], env: dict[str, str], *, stdin: int) -> subprocess.Popen[str]:
+    """A tool's process: stdout and stderr read as text, and a session of its own, so that a
+    deadline stops its whole process group (``gguf_process``)."""
+    return subprocess.Popen(
+        list(command),
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        env=env,
+        start_new_session=True,
+    )
 
 
 def claim(argv: Sequence[str], env: dict[str, str], memory_limit: int | None) -> subprocess.Popen[str] | None:
