@@ -9,19 +9,14 @@ from __future__ import annotations
 
 from tuneforge import exitcodes
 from tuneforge.api import conditions
+from tuneforge.termination import ReportedFailure
 
 
-class ExportError(Exception):
+class ExportError(ReportedFailure):
     """A failure ``tuneforge export`` reports as ``reason``/``message`` and exits with ``exit_code``."""
 
     reason = "ExportFailed"
     exit_code = exitcodes.FAILED
-
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if reason is not None:
-            self.reason = reason
 
 
 class InvalidSpec(ExportError):

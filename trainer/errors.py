@@ -6,19 +6,17 @@ from typing import Any
 
 from tuneforge import exitcodes
 from tuneforge.api import conditions
+from tuneforge.termination import ReportedFailure
 
 
-class TrainerError(Exception):
+class TrainerError(ReportedFailure):
     """A failure the trainer reports as ``reason``/``message`` and exits with ``exit_code``."""
 
     reason = "TrainingFailed"
     exit_code = exitcodes.FAILED
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if reason is not None:
-            self.reason = reason
+        super().__init__(message, reason=reason)
         self.details: dict[str, Any] = {}
         """More fields for the termination message (JSON-serialisable)."""
 

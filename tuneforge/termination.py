@@ -15,8 +15,24 @@ import os
 import sys
 from typing import Any, Final
 
+from tuneforge import exitcodes
+
 ENV: Final = "TUNEFORGE_TERMINATION_MESSAGE_PATH"
 MAX_BYTES: Final = 4096
+
+
+class ReportedFailure(Exception):
+    """A failure a container ends with: ``reason`` and ``message`` for its termination message,
+    ``exit_code`` for the Job's podFailurePolicy. Subclasses set the class defaults."""
+
+    reason = "Failed"
+    exit_code = exitcodes.FAILED
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
 
 
 def termination_message(reason: str, message: str, **extra: Any) -> str:
