@@ -9,7 +9,8 @@ metadata with the tensors, in parallel and bit for bit as the converter would:
 tests/exporter/test_gguf_fast.py checks that both files are byte-identical.
 Both run in processes started ahead (``prestart``, ``tool_spares``) when the
 pipeline started them while it fetched and merged: the converter's own
-start-up (torch and transformers imports, 4 s) is then off the clock.
+start-up (torch and transformers imports, 4 s) is then off the clock, and
+the converter's spare packs metadata arrays with ``gguf_pack``.
 
 Everything else (another architecture or output type, a quantized
 checkpoint, a tensor the rules do not cover, a converter whose metadata is
@@ -45,6 +46,9 @@ CONVERTER_PRELOAD: Final = (
     "transformers.models.llama.configuration_llama",
 )
 """What the converter imports lazily for a Llama (AutoConfig, AutoTokenizer): loaded by its spare too."""
+PACK_PRELOAD: Final = "tuneforge.exporter.gguf_pack_preload"
+"""Puts the vectorised metadata packer (``gguf_pack``) into the spare's gguf-py: the vocabulary is
+most of a ``--vocab-only`` run's time once the imports are done."""
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +149,8 @@ def tensors_tool() -> list[str]:
 
 def prestart(tools: Path) -> None:
     """Starts both steps' processes now, for a conversion to come (``gguf_process.prestart_tool``)."""
-    prestart_tool(vocab_only_tool(tools), preload=(f"{PATH_PREFIX}{tools / 'gguf-py'}", *CONVERTER_PRELOAD))
+    preload = (f"{PATH_PREFIX}{tools / 'gguf-py'}", PACK_PRELOAD, *CONVERTER_PRELOAD)
+    prestart_tool(vocab_only_tool(tools), preload=preload)
     prestart_tool(tensors_tool(), preload=_tensors_preload(tools))
 
 

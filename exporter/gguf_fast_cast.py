@@ -29,8 +29,11 @@ import numpy.typing as npt
 U16 = npt.NDArray[np.uint16]
 U32 = npt.NDArray[np.uint32]
 
-BLOCK: Final = 1 << 16
-"""Elements per step of the bf16 -> f16 kernel: its scratch stays in the L2 cache."""
+BLOCK: Final = 1 << 18
+"""Elements per step of the bf16 -> f16 kernel. Its scratch (1.25 MB) stays in a 2 MB L2 cache, and
+each numpy call is long enough that two threads casting at once rarely wait for the GIL between
+calls: measured with the writer's two threads on this 2-core VM, the cast took 1.96 s of thread time
+per 2.2 GB at 1 << 16 elements (one thread alone: 0.9 s) and 1.33 s at 1 << 18."""
 
 # bf16 and f16 bit patterns, sign bit cleared: [_NORMAL_LO, _NORMAL_HI) is the bf16 exponent
 # range 113..142, i.e. 2^-14 <= |x| < 2^16, which f16 holds exactly as a normal number.

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tuneforge.exporter import gguf_pack
 from tuneforge.exporter.gguf_tensors import (
     ModelShape,
     PlannedTensor,
@@ -66,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _vendored_gguf(tools: Path) -> Any:
-    """llama.cpp's own gguf-py, beside its converters (PyPI's gguf lags behind them)."""
+    """llama.cpp's own gguf-py, beside its converters (PyPI's gguf lags behind them), packing fast."""
     sys.path.insert(0, str(tools / "gguf-py"))
-    return importlib.import_module("gguf")
+    gguf = importlib.import_module("gguf")
+    gguf_pack.install(gguf)
+    return gguf
 
 
 def _plan(gguf: Any, model_dir: Path, outtype: str) -> tuple[ModelShape, list[PlannedTensor]]:

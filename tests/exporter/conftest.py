@@ -1,5 +1,7 @@
 """Fixtures for exporter tests: LoRA adapters of the tiny model, and ``tuneforge export`` runs.
 
+- ``gguf`` (module): llama.cpp's vendored gguf-py module (beside the converters, first on ``sys.path``
+  for the module's tests), as the converters and the fast path's child process load it.
 - ``tiny_adapter`` (session): a peft LoRA adapter of ``tiny_model`` with random A and B (so a merge
   changes the weights), on q_proj and v_proj, saved as peft saves it.
 - ``make_lora`` (session): ``make_lora(base, folder, seed=0, **lora_config)``, the same for any base
@@ -18,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import subprocess
@@ -27,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -56,6 +60,18 @@ def make_adapter(base: Path, folder: Path, *, seed: int = 0, **lora: Any) -> Pat
 
 
 AdapterMaker = Callable[..., Path]
+
+
+@pytest.fixture(scope="module")
+def gguf() -> Iterator[ModuleType]:
+    from tuneforge.exporter.gguf_tools import tools_dir
+
+    path = str(tools_dir() / "gguf-py")
+    sys.path.insert(0, path)
+    try:
+        yield importlib.import_module("gguf")
+    finally:
+        sys.path.remove(path)
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,12 @@ heads) or not (Qwen2, whose q/k/v biases stay f32), tied embeddings.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
@@ -118,17 +117,6 @@ def conversions(
         return {
             name: (models[name], fast_files[name].result(), references[name].result()) for name in VARIANTS
         }
-
-
-@pytest.fixture(scope="module")
-def gguf() -> Iterator[ModuleType]:
-    """llama.cpp's own gguf-py reader, the judge (not the fast path's reader)."""
-    path = str(tools_dir() / "gguf-py")
-    sys.path.insert(0, path)
-    try:
-        yield importlib.import_module("gguf")
-    finally:
-        sys.path.remove(path)
 
 
 def metadata(reader: Any) -> dict[str, tuple[list[int], Any]]:

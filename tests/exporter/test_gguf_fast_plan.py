@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,7 +19,6 @@ from tuneforge.exporter.gguf_tensors import (
     model_shape,
     plan_tensors,
 )
-from tuneforge.exporter.gguf_tools import tools_dir
 
 LLAMA = {
     "architectures": ["LlamaForCausalLM"],
@@ -30,17 +26,6 @@ LLAMA = {
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
 }
-
-
-@pytest.fixture(scope="module")
-def gguf() -> Iterator[ModuleType]:
-    """llama.cpp's vendored gguf-py, as the fast path's child process loads it."""
-    path = str(tools_dir() / "gguf-py")
-    sys.path.insert(0, path)
-    try:
-        yield importlib.import_module("gguf")
-    finally:
-        sys.path.remove(path)
 
 
 def name_map(gguf: ModuleType, shape: ModelShape) -> Any:
