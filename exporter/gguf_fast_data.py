@@ -82,7 +82,6 @@ def pieces(plan: Sequence[PlannedTensor], offsets: Sequence[int]) -> Iterator[Pi
 def write_data(plan: Sequence[PlannedTensor], out_fd: int, data_start: int, *, workers: int) -> int:
     """Writes every tensor of ``plan`` into ``out_fd`` from ``data_start``; returns the file's size."""
     offsets, size = layout(plan, data_start)
-    os.ftruncate(out_fd, size)  # the padding between tensors reads as the zeros GGUFWriter writes
     with ExitStack() as stack:
         sources: dict[Path, int] = {}
         for tensor in plan:
@@ -94,6 +93,9 @@ def write_data(plan: Sequence[PlannedTensor], out_fd: int, data_start: int, *, w
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gguf-data") as pool:
             for _ in pool.map(worker.run, pieces(plan, offsets)):
                 pass
+    # The padding between tensors and after the last reads as the zeros GGUFWriter writes. Set last:
+    # writes that extend a file are faster here than writes into a hole of one made long up front.
+    os.ftruncate(out_fd, size)
     return size
 
 

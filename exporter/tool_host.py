@@ -65,7 +65,11 @@ def _exit_as_python_would(target: str) -> NoReturn:
     """
     try:
         if target.startswith(MODULE_PREFIX):
-            runpy.run_module(target.removeprefix(MODULE_PREFIX), run_name="__main__", alter_sys=True)
+            name = target.removeprefix(MODULE_PREFIX)
+            # Preloaded as a module; run again as __main__ (its imports stay loaded). Without this,
+            # runpy warns on stderr that it was "found in sys.modules", which is then in the tool's.
+            sys.modules.pop(name, None)
+            runpy.run_module(name, run_name="__main__", alter_sys=True)
         else:
             runpy.run_path(target, run_name="__main__")
         status = 0

@@ -69,6 +69,21 @@ def test_output_and_arguments_are_the_tools(tool: Path, prestarted: bool) -> Non
     assert tool_spares.waiting() == []  # the spare, if any, ran it
 
 
+@pytest.fixture
+def no_spares_left() -> Iterator[None]:
+    yield
+    tool_spares.discard_all()
+
+
+def test_a_module_tool_started_ahead_says_what_it_says_cold(no_spares_left: None) -> None:
+    argv = [sys.executable, "-m", "encodings.rot_13"]  # a module in a package, as gguf_fast_main is
+    cold = run_tool(argv, step="rot_13", version="test", timeout=60.0)
+    assert prestart_tool(argv) and tool_spares.wait_ready()
+    warm = run_tool(argv, step="rot_13", version="test", timeout=60.0)
+    assert warm.started_ahead and not cold.started_ahead
+    assert (warm.stdout, warm.stderr) == (cold.stdout, cold.stderr) and warm.stderr == ""
+
+
 @pytest.mark.parametrize("prestarted", [False, True], ids=["cold", "started-ahead"])
 @pytest.mark.parametrize(
     ("mode", "status", "said"),
@@ -146,12 +161,6 @@ def zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
-
-
-@pytest.fixture
-def no_spares_left() -> Iterator[None]:
-    yield
-    tool_spares.discard_all()
 
 
 def test_a_conversion_uses_the_converters_started_ahead_and_writes_the_same_bytes(
