@@ -103,13 +103,21 @@ def handling_sigterm() -> Iterator[SigtermState]:
 
 
 class PreemptionCallback(TrainerCallback):
-    """Turns a pending SIGTERM into "save a checkpoint now and stop" at the next boundary."""
+    """Turns a pending SIGTERM into "save a checkpoint now and stop" at the next boundary.
+
+    In ``raise`` mode (no spec.checkpoints) it raises Terminated there instead: the backstop for a
+    handler's exception that the code it interrupted swallowed.
+    """
 
     def __init__(self, state: SigtermState = SIGTERM) -> None:
         self.state = state
         self.stopped_at: int | None = None
 
     def _stop(self, state: Any, control: Any) -> None:
+        if self.state.requested.is_set() and self.state.mode == "raise":
+            # The handler raised at once, wherever the main thread was; code that catches every
+            # Exception there (logging's Handler.emit does) swallows it and training would go on.
+            raise Terminated(self.state.raise_message)
         if self.state.requested.is_set():
             control.should_save = True
             control.should_training_stop = True

@@ -168,6 +168,7 @@ class CheckpointSession:
                     f"{SIGNAL} during training; spec.checkpoints is not set, so a restarted pod starts over "
                     "(set spec.checkpoints to resume instead)"
                 )
+                trainer.add_callback(PreemptionCallback())
                 output = trainer.train()
             else:
                 output = self._train_checkpointed(trainer, self.settings, self.store)

@@ -12,11 +12,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from tuneforge import exitcodes
+from tuneforge.trainer.preemption import PreemptionCallback, SigtermState, Terminated
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +83,24 @@ def _training(status_file: Path) -> bool:
 
 def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-4000:]
+
+
+def test_a_sigterm_whose_exception_was_swallowed_still_stops_training_at_the_next_step() -> None:
+    state = SigtermState()
+    state.raise_message = "stopped by SIGTERM during training"
+    with pytest.raises(Terminated):
+        state.handle(signal.SIGTERM, None)  # raised wherever the main thread was ...
+    # ... and swallowed there (logging's Handler.emit catches every Exception): the step ends.
+    callback, control = PreemptionCallback(state), SimpleNamespace()
+    with pytest.raises(Terminated, match="stopped by SIGTERM during training"):
+        callback.on_step_end(None, SimpleNamespace(global_step=3), control)
+
+
+def test_with_checkpoints_a_sigterm_asks_for_a_checkpoint_and_a_stop_at_the_next_step() -> None:
+    state = SigtermState()
+    state.mode = "defer"
+    state.handle(signal.SIGTERM, None)
+    callback = PreemptionCallback(state)
+    control = SimpleNamespace(should_save=False, should_training_stop=False)
+    callback.on_step_end(None, SimpleNamespace(global_step=3), control)
+    assert control.should_save and control.should_training_stop and callback.stopped_at == 3
