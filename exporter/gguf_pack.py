@@ -31,17 +31,19 @@ import numpy as np
 _ARRAY: Final = 9
 _STRING: Final = 8
 _BOOL: Final = 7
-_INFERRED: Final = {str: _STRING, float: 6, bool: _BOOL, int: 5}
-"""GGUFValueType.get_type of an item of exactly this Python type: STRING, FLOAT32, BOOL, INT32 (an
-IntEnum member counts as an int, as it does there)."""
+_FLOAT32: Final = 6
+_INT32: Final = 5
+_INFERRED: Final = {str: _STRING, float: _FLOAT32, bool: _BOOL, int: _INT32}
+"""GGUFValueType.get_type of an item of this kind (``_kind``: an IntEnum member counts as an int,
+as it does there)."""
 _NUMBERS: Final[dict[int, tuple[type, np.dtype[Any]]]] = {
     0: (int, np.dtype("<u1")),
     1: (int, np.dtype("<i1")),
     2: (int, np.dtype("<u2")),
     3: (int, np.dtype("<i2")),
     4: (int, np.dtype("<u4")),
-    5: (int, np.dtype("<i4")),
-    6: (float, np.dtype("<f4")),
+    _INT32: (int, np.dtype("<i4")),
+    _FLOAT32: (float, np.dtype("<f4")),
     10: (int, np.dtype("<u8")),
     11: (int, np.dtype("<i8")),
     12: (float, np.dtype("<f8")),

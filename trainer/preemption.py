@@ -114,15 +114,16 @@ class PreemptionCallback(TrainerCallback):
         self.stopped_at: int | None = None
 
     def _stop(self, state: Any, control: Any) -> None:
-        if self.state.requested.is_set() and self.state.mode == "raise":
+        if not self.state.requested.is_set():
+            return
+        if self.state.mode == "raise":
             # The handler raised at once, wherever the main thread was; code that catches every
             # Exception there (logging's Handler.emit does) swallows it and training would go on.
             raise Terminated(self.state.raise_message)
-        if self.state.requested.is_set():
-            control.should_save = True
-            control.should_training_stop = True
-            if self.stopped_at is None:
-                self.stopped_at = state.global_step
+        control.should_save = True
+        control.should_training_stop = True
+        if self.stopped_at is None:
+            self.stopped_at = state.global_step
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._stop(state, control)
