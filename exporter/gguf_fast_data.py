@@ -4,22 +4,27 @@ Every tensor's place in the output is known once the header is written
 (tensors follow each other, each padded to 32 bytes), so the work is cut into
 independent pieces, each of which reads its bytes with ``preadv``, casts them
 (``gguf_fast_cast``) and writes them with ``pwrite`` at their offset: a pool
-of threads (numpy releases the GIL) keeps every core busy without ordering.
+of threads (numpy releases the GIL) casts on every core without ordering,
+and they write one at a time (the kernel would serialise them anyway).
 Bytes that need no cast (an f16 weight of an f16 checkpoint, an f32 norm of
-an f32 one) are copied by the kernel (``copy_file_range``). No mmap: the
-address space stays bounded (``memory_limit`` caps it) by the pieces in
-flight, and a q/k projection, read as a whole with its rows scattered to
-their per-head places (the largest piece: one attention matrix).
+an f32 one) are copied by the kernel (``copy_file_range``), and a q/k
+projection's rows are written from the source's pages to their per-head
+places (``pwritev``). The address space stays bounded (``memory_limit`` caps
+it): each worker maps at most one q/k projection (one attention matrix) and
+holds buffers for two pieces and, if it must be cast, one q/k projection
+(``buffers_for``), made before the first byte is written.
 """
 
 from __future__ import annotations
 
 import errno
+import mmap
 import os
+import queue
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -37,8 +42,11 @@ from tuneforge.exporter.gguf_fast_cast import (
 from tuneforge.exporter.gguf_tensors import OUT_ITEMSIZE, SOURCE_DTYPES, PlannedTensor
 
 PIECE_ELEMENTS: Final = 1 << 20
-"""Elements per piece of work (2-4 MB in, 2-4 MB out): big enough for few system calls, small enough
-to stay in cache between read, cast and write."""
+"""Elements per piece of work to cast (2-4 MB in, 2-4 MB out): big enough for few system calls,
+small enough to stay in cache between read, cast and write."""
+COPY_PIECE_ELEMENTS: Final = 1 << 23
+"""Elements per piece the kernel copies (16 MB of f16): no buffer of ours, so only the number of
+calls and the balance between workers matter."""
 
 ALIGNMENT: Final = 32
 """GGUF's default data alignment (general.alignment is refused by the plan)."""
@@ -70,18 +78,72 @@ def layout(plan: Sequence[PlannedTensor], data_start: int) -> tuple[list[int], i
 
 
 def pieces(plan: Sequence[PlannedTensor], offsets: Sequence[int]) -> Iterator[Piece]:
-    """The work, in file order: a regrouped (q/k) tensor is one piece, the rest cut every PIECE_ELEMENTS."""
+    """The work, in file order: a regrouped (q/k) tensor is one piece, the rest cut in equal parts."""
     for tensor, offset in zip(plan, offsets, strict=True):
         count = tensor.nbytes // OUT_ITEMSIZE[tensor.out_type]
-        step = count if tensor.permute_heads else PIECE_ELEMENTS
+        if tensor.permute_heads:
+            step = count
+        else:
+            step = COPY_PIECE_ELEMENTS if _is_copy(tensor) else PIECE_ELEMENTS
         for start in range(0, count, step):
             stop = min(count, start + step)
             yield Piece(tensor, start, stop, offset + start * OUT_ITEMSIZE[tensor.out_type])
 
 
-def write_data(plan: Sequence[PlannedTensor], out_fd: int, data_start: int, *, workers: int) -> int:
-    """Writes every tensor of ``plan`` into ``out_fd`` from ``data_start``; returns the file's size."""
+@dataclass
+class Buffers:
+    """One worker's memory: for a piece to cast (``src``, ``out``, ``scratch``) and for a whole
+    regrouped tensor to cast (``whole_out``); each empty where the plan has no such work."""
+
+    src: Bytes
+    out: Bytes
+    scratch: Scratch
+    whole_out: Bytes
+
+
+def buffers_for(plan: Sequence[PlannedTensor]) -> Buffers:
+    """What one worker needs for ``plan``, allocated and touched now.
+
+    Up front rather than on first use: a page touched for the first time costs a fault (on this VM
+    ~8 us, 0.2 s per 100 MB in a fresh process), and memory that is all there from the start is
+    the writer's whole working set, known before it writes a byte.
+    """
+    casts = [t for t in plan if t.permute_heads is None and not _is_copy(t)]
+    regrouped = [t for t in plan if t.permute_heads is not None]
+    piece = PIECE_ELEMENTS * 4 if casts else 0
+    whole_out = max((t.nbytes for t in regrouped if t.source.dtype != t.out_type), default=0)
+    scratch = Scratch() if any(t.source.dtype == "BF16" and t.out_type == "F16" for t in plan) else Scratch(0)
+    return Buffers(_touched(piece), _touched(piece), scratch, _touched(whole_out))
+
+
+def _touched(size: int) -> Bytes:
+    buf = np.empty(size, np.uint8)
+    buf.fill(0)
+    return buf
+
+
+def _is_copy(tensor: PlannedTensor) -> bool:
+    """Whether the tensor's bytes go to the file as they are (the kernel copies them)."""
+    return tensor.permute_heads is None and tensor.source.dtype == tensor.out_type
+
+
+def write_data(
+    plan: Sequence[PlannedTensor],
+    out_fd: int,
+    data_start: int,
+    *,
+    workers: int,
+    buffers: Sequence[Buffers] | None = None,
+) -> int:
+    """Writes every tensor of ``plan`` into ``out_fd`` from ``data_start``; returns the file's size.
+
+    ``buffers``: one ``buffers_for(plan)`` per worker, if made ahead; made here otherwise.
+    """
     offsets, size = layout(plan, data_start)
+    workers = max(1, workers)
+    free: queue.SimpleQueue[Buffers] = queue.SimpleQueue()
+    for made in buffers if buffers is not None else [buffers_for(plan) for _ in range(workers)]:
+        free.put(made)
     with ExitStack() as stack:
         sources: dict[Path, int] = {}
         for tensor in plan:
@@ -89,8 +151,9 @@ def write_data(plan: Sequence[PlannedTensor], out_fd: int, data_start: int, *, w
             if path not in sources:
                 sources[path] = os.open(path, os.O_RDONLY)
                 stack.callback(os.close, sources[path])
-        worker = _Worker(sources, out_fd)
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gguf-data") as pool:
+        _check_lengths(plan, sources)
+        worker = _Worker(sources, out_fd, free)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gguf-data") as pool:
             for _ in pool.map(worker.run, pieces(plan, offsets)):
                 pass
     # The padding between tensors and after the last reads as the zeros GGUFWriter writes. Set last:
@@ -99,82 +162,110 @@ def write_data(plan: Sequence[PlannedTensor], out_fd: int, data_start: int, *, w
     return size
 
 
-class _Worker:
-    """Runs pieces; each thread keeps its own buffers."""
+def _check_lengths(plan: Sequence[PlannedTensor], sources: dict[Path, int]) -> None:
+    """Every tensor's bytes are in its file (a truncated shard is an error, not a SIGBUS in ``mapped``)."""
+    lengths = {path: os.fstat(fd).st_size for path, fd in sources.items()}
+    for tensor in plan:
+        end = tensor.source.offset + tensor.source.nbytes
+        if end > lengths[tensor.source.path]:
+            raise OSError(
+                errno.EIO,
+                f"{tensor.source.path} ends at byte {lengths[tensor.source.path]}, before its header says"
+                f" ({tensor.source.name} ends at byte {end})",
+            )
 
-    def __init__(self, sources: dict[Path, int], out_fd: int) -> None:
+
+class _Worker:
+    """Runs pieces, each with a set of buffers taken from ``free`` and given back."""
+
+    def __init__(self, sources: dict[Path, int], out_fd: int, free: queue.SimpleQueue[Buffers]) -> None:
         self.sources = sources
         self.out_fd = out_fd
-        self.local = threading.local()
-
-    def _buffers(self) -> tuple[Bytes, Bytes, Scratch]:
-        local = self.local
-        if not hasattr(local, "scratch"):
-            local.src = np.empty(PIECE_ELEMENTS * 4, np.uint8)
-            local.out = np.empty(PIECE_ELEMENTS * 4, np.uint8)
-            local.scratch = Scratch()
-        return local.src, local.out, local.scratch
-
-    def _whole(self, src_bytes: int, out_bytes: int) -> tuple[Bytes, Bytes, Scratch]:
-        """Buffers for a whole tensor, kept for the next: fresh pages cost a fault each (~25% here)."""
-        local, scratch = self.local, self._buffers()[2]
-        if getattr(local, "whole_src", np.empty(0, np.uint8)).size < src_bytes:
-            local.whole_src = np.empty(src_bytes, np.uint8)
-        if getattr(local, "whole_out", np.empty(0, np.uint8)).size < out_bytes:
-            local.whole_out = np.empty(out_bytes, np.uint8)
-        return local.whole_src[:src_bytes], local.whole_out[:out_bytes], scratch
+        self.free = free
+        # One write into the output at a time. The kernel serialises buffered writes to a file anyway
+        # (the inode's lock), but a thread waiting for it there spins: 12% of a bf16 conversion's CPU
+        # and half an f16 one's system time on this 2-core VM, taken from the thread that casts.
+        self.writing = threading.Lock()
 
     def run(self, piece: Piece) -> None:
         tensor, source = piece.tensor, piece.tensor.source
         src_size, out_size = SOURCE_DTYPES[source.dtype], OUT_ITEMSIZE[tensor.out_type]
         count = piece.stop - piece.start
         src_fd, at = self.sources[source.path], source.offset + piece.start * src_size
-        if tensor.permute_heads is None and (source.dtype, tensor.out_type) in (
-            ("F16", "F16"),
-            ("F32", "F32"),
-        ):
-            copy_range(src_fd, self.out_fd, count * src_size, at, piece.dst)
+        if _is_copy(tensor):
+            with self.writing:
+                copy_range(src_fd, self.out_fd, count * src_size, at, piece.dst)
             return
-        if tensor.permute_heads is None:
-            src_buf, out_buf, scratch = self._buffers()
-            src, out = src_buf[: count * src_size], out_buf[: count * out_size]
+        buffers = self.free.get()
+        try:
+            if tensor.permute_heads is not None:
+                self._regroup(tensor, tensor.permute_heads, src_fd, piece.dst, buffers)
+                return
+            src, out = buffers.src[: count * src_size], buffers.out[: count * out_size]
             read_exact(src_fd, src, at, source.path)
-        else:  # the whole tensor, its rows read straight into their regrouped places
-            src, out, scratch = self._whole(count * src_size, count * out_size)
-            out = src if source.dtype == tensor.out_type else out
-            read_permuted(src_fd, src, at, source.shape, tensor.permute_heads, source.path)
-        if out is not src:
-            cast(source.dtype, tensor.out_type, src, out, scratch)
-        write_all(self.out_fd, out, piece.dst)
+            cast(source.dtype, tensor.out_type, src, out, buffers.scratch)
+            with self.writing:
+                write_all(self.out_fd, out, piece.dst)
+        finally:
+            self.free.put(buffers)
+
+    def _regroup(self, tensor: PlannedTensor, heads: int, src_fd: int, dst: int, buffers: Buffers) -> None:
+        """A q/k projection, whole: its rows written from the source's pages (cast first if need be)
+        to their regrouped places, with no copy of ours where the types agree."""
+        source = tensor.source
+        with mapped(src_fd, source.offset, source.nbytes) as raw:
+            if source.dtype == tensor.out_type:
+                rows = raw
+            else:
+                out = buffers.whole_out[: tensor.nbytes]
+                cast(source.dtype, tensor.out_type, np.frombuffer(raw, np.uint8), out, buffers.scratch)
+                rows = out.data
+            with self.writing:
+                write_regrouped(self.out_fd, rows, source.shape[0], heads, dst)
 
 
-def permuted_order(rows: int, heads: int) -> npt.NDArray[np.int64]:
-    """Where each source row of a q/k projection goes: ``permute_rows``' reordering, as indices."""
-    half = rows // heads // 2
-    head, within = np.divmod(np.arange(rows), 2 * half)
-    part, row = np.divmod(within, half)
-    return np.asarray(head * 2 * half + row * 2 + part, dtype=np.int64)
+@contextmanager
+def mapped(fd: int, offset: int, size: int) -> Iterator[memoryview]:
+    """``size`` bytes of ``fd`` from ``offset``: the page cache's own pages, mapped read-only.
 
-
-def read_permuted(fd: int, buf: Bytes, offset: int, shape: tuple[int, ...], heads: int, path: Path) -> None:
-    """Reads a tensor of ``shape`` into ``buf`` with its rows regrouped per head (``permute_rows``).
-
-    One ``preadv`` per IOV_MAX rows scatters them to their places: no second pass over the bytes.
+    Every view of it must be gone when the block ends. The caller has checked that the file is
+    that long (``_check_lengths``): a mapped page past the end of a file is a SIGBUS, not an error.
     """
-    rows = shape[0]
-    row_bytes = len(buf) // rows
-    order = permuted_order(rows, heads)
-    places = [buf[int(to) * row_bytes : (int(to) + 1) * row_bytes].data for to in order]
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    window = mmap.mmap(fd, size + offset - start, flags, mmap.PROT_READ, offset=start)
+    try:
+        with memoryview(window) as whole, whole[offset - start : offset - start + size] as view:
+            yield view
+    finally:
+        window.close()
+
+
+def source_rows(rows: int, heads: int) -> npt.NDArray[np.int64]:
+    """For each row of a regrouped q/k projection, the source row it holds (``permute_rows``)."""
+    half = rows // heads // 2
+    head, within = np.divmod(np.arange(rows, dtype=np.int64), 2 * half)
+    row, part = np.divmod(within, 2)
+    return np.asarray(head * 2 * half + part * half + row, dtype=np.int64)
+
+
+def write_regrouped(fd: int, data: memoryview, rows: int, heads: int, offset: int) -> None:
+    """Writes ``data`` (a tensor of ``rows`` rows) at ``offset`` with its rows regrouped per head.
+
+    One ``pwritev`` per IOV_MAX rows gathers them from where they are: the kernel's copy is the
+    only one (reading them into a buffer of ours first made the q/k projections 40% slower).
+    """
+    row_bytes = len(data) // rows
+    places = [data[int(row) * row_bytes : (int(row) + 1) * row_bytes] for row in source_rows(rows, heads)]
     for first in range(0, rows, _IOV_MAX):
         chunk = places[first : first + _IOV_MAX]
         at = offset + first * row_bytes
-        got = os.preadv(fd, chunk, at)
-        if got < len(chunk) * row_bytes:  # a short read: the rest row by row, as read_exact would
+        done = os.pwritev(fd, chunk, at)
+        if done < len(chunk) * row_bytes:  # a short write: the rest row by row, as write_all would
             for index, place in enumerate(chunk):
-                done = min(max(got - index * row_bytes, 0), row_bytes)
-                if done < row_bytes:
-                    view = np.frombuffer(place, np.uint8)[done:]
-                    read_exact(fd, view, at + index * row_bytes + done, path)
+                skip = min(max(done - index * row_bytes, 0), row_bytes)
+                if skip < row_bytes:
+                    write_all(fd, np.frombuffer(place, np.uint8)[skip:], at + index * row_bytes + skip)
 
 
 def permute_rows(raw: Bytes, shape: tuple[int, ...], itemsize: int, heads: int) -> Bytes:

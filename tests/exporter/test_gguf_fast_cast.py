@@ -17,7 +17,7 @@ from tuneforge.exporter.gguf_fast_cast import (
     f16_to_f32,
     f32_to_f16,
 )
-from tuneforge.exporter.gguf_fast_data import cast, permute_rows, read_permuted
+from tuneforge.exporter.gguf_fast_data import cast, mapped, permute_rows, write_regrouped
 
 EVERY_BF16 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
 
@@ -93,18 +93,19 @@ def test_q_and_k_rows_are_regrouped_per_head_like_the_converters_permute() -> No
 
 
 @pytest.mark.parametrize(("shape", "heads"), [((2560, 6), 8), ((64, 3), 4), ((16,), 2)])
-def test_rows_read_into_their_regrouped_places_equal_the_regrouping(
+def test_rows_written_to_their_regrouped_places_equal_the_regrouping(
     tmp_path: Path, shape: tuple[int, ...], heads: int
 ) -> None:
-    # 2560 rows: more than one preadv (IOV_MAX is 1024); a 1-D bias: rows of one value.
+    # 2560 rows: more than one pwritev (IOV_MAX is 1024); a 1-D bias: rows of one value.
     values = np.random.default_rng(3).integers(0, 1 << 16, size=shape, dtype=np.uint16)
     raw = values.reshape(-1).view(np.uint8)
-    source = tmp_path / "tensor.bin"
+    source, out = tmp_path / "tensor.bin", tmp_path / "out.bin"
     source.write_bytes(b"header" + raw.tobytes())
-    out = np.empty(raw.size, np.uint8)
-    fd = os.open(source, os.O_RDONLY)
+    fd, out_fd = os.open(source, os.O_RDONLY), os.open(out, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        read_permuted(fd, out, len(b"header"), shape, heads, source)
+        with mapped(fd, len(b"header"), raw.size) as rows:
+            write_regrouped(out_fd, rows, shape[0], heads, len(b"out:"))
     finally:
         os.close(fd)
-    assert np.array_equal(out, permute_rows(raw, shape, 2, heads))
+        os.close(out_fd)
+    assert out.read_bytes() == b"\0" * len(b"out:") + permute_rows(raw, shape, 2, heads).tobytes()
