@@ -1,8 +1,8 @@
 """The fast path's data writer on tensors larger than one piece of work, against numpy's own answer.
 
 The byte-for-byte comparisons with llama.cpp's converter (test_gguf_fast.py) use tiny models, whose
-tensors all fit in one piece: here each kind of work (kernel copy, cast, regrouped rows) is cut in
-several pieces, run by several workers, and the file is compared with what a plain numpy pass makes.
+tensors all fit in one piece: here tensors to cast are cut in several pieces, run by several workers
+beside kernel copies and regrouped rows, and the file is compared with what a plain numpy pass makes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import pytest
 from tuneforge.exporter.gguf_fast_cast import bf16_to_f16_reference
 from tuneforge.exporter.gguf_fast_data import (
     ALIGNMENT,
-    COPY_PIECE_ELEMENTS,
     PIECE_ELEMENTS,
     buffers_for,
     layout,
@@ -46,7 +45,7 @@ def source_file(path: Path, arrays: dict[str, np.ndarray], dtypes: dict[str, str
 def planned(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[PlannedTensor], list[bytes]]:
     """A plan with every kind of work, each tensor over several pieces, and each tensor's expected bytes."""
     rng = np.random.default_rng(7)
-    f16 = rng.standard_normal(COPY_PIECE_ELEMENTS * 2 + 1000, dtype=np.float32).astype(np.float16)
+    f16 = rng.standard_normal(PIECE_ELEMENTS * 2 + 1000, dtype=np.float32).astype(np.float16)
     bf16 = (rng.standard_normal(PIECE_ELEMENTS * 2 + 333, dtype=np.float32).view(np.uint32) >> 16).astype(
         np.uint16
     )
@@ -77,7 +76,7 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[PlannedTenso
     return plan, [bytes(e) for e in expected]
 
 
-def test_each_kind_of_work_is_cut_into_several_pieces(
+def test_casts_are_cut_into_several_pieces_and_copies_are_one(
     planned: tuple[list[PlannedTensor], list[bytes]],
 ) -> None:
     plan, _ = planned
@@ -85,7 +84,7 @@ def test_each_kind_of_work_is_cut_into_several_pieces(
     counted = {tensor.name: 0 for tensor in plan}
     for piece in pieces(plan, offsets):
         counted[piece.tensor.name] += 1
-    assert counted == {"copy": 3, "cast": 3, "narrow": 2, "q-cast": 1, "q-copy": 1}
+    assert counted == {"copy": 1, "cast": 3, "narrow": 2, "q-cast": 1, "q-copy": 1}
 
 
 @pytest.mark.parametrize("workers", [1, 3])
@@ -111,6 +110,27 @@ def test_the_file_holds_every_tensor_at_its_aligned_place(
     ends = [offset + len(want) for offset, want in zip(offsets, expected, strict=True)]
     gaps = [(len(HEADER), start), *zip(ends, [*offsets[1:], end], strict=True)]
     assert all(set(written[a:b]) <= {0} for a, b in gaps)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_plan_with_nothing_to_cast_is_written_whole(
+    planned: tuple[list[PlannedTensor], list[bytes]], tmp_path: Path, workers: int
+) -> None:
+    """Kernel copies and regrouped rows only (an f16 checkpoint): written in file order, in this thread."""
+    plan, expected = planned
+    kept = [index for index, tensor in enumerate(plan) if tensor.name in ("copy", "q-copy")]
+    plan, expected = [plan[i] for i in kept], [expected[i] for i in kept]
+    out = tmp_path / "model.gguf"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        size = write_data(plan, fd, ALIGNMENT, workers=workers)
+    finally:
+        os.close(fd)
+    written = out.read_bytes()
+    offsets, end = layout(plan, ALIGNMENT)
+    assert len(written) == size == end
+    for tensor, offset, want in zip(plan, offsets, expected, strict=True):
+        assert written[offset : offset + len(want)] == want, tensor.name
 
 
 def test_the_buffers_are_what_the_plan_needs(planned: tuple[list[PlannedTensor], list[bytes]]) -> None:
