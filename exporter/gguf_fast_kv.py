@@ -3,7 +3,10 @@
 gguf-py's ``GGUFReader`` makes two numpy arrays per string, so a 32000-token
 vocabulary takes it about 2 s to read, three times a plain copy of a 1 GB
 model here; this reads the same fields in tens of milliseconds: strings
-one ``struct`` call each, numeric arrays with one ``np.frombuffer``.
+one ``struct`` call each, numeric arrays with one ``np.frombuffer``. An
+array the caller only passes on (a vocabulary's tokens, scores, merges) can
+be kept as its bytes (``RawArray``): its strings are then only stepped over,
+not decoded, and a writer puts the bytes back as they were.
 
 Format (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md), little
 endian: magic "GGUF", version u32 (3), tensor count u64, key-value count u64,
@@ -14,6 +17,7 @@ u64 length + UTF-8; an array is item type u32, count u64, items.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -45,10 +49,19 @@ class GgufFormatError(ValueError):
 
 
 @dataclass(frozen=True)
+class RawArray:
+    """An array value as the file holds it: ``packed`` is its value type, item type, count and items."""
+
+    item_type: int
+    count: int
+    packed: bytes
+
+
+@dataclass(frozen=True)
 class KeyValue:
     key: str
     value: Any
-    """A Python value: int, float, bool, str, or a list of one of them."""
+    """A Python value: int, float, bool, str, or a list of one of them; or a RawArray."""
     type: int
     """GGUFValueType."""
     item_type: int | None = None
@@ -61,8 +74,11 @@ class Metadata:
     fields: list[KeyValue]
 
 
-def read_metadata(path: Path) -> Metadata:
-    """The header counts and every key-value pair of ``path``, in file order."""
+def read_metadata(path: Path, *, keep_raw: Callable[[str], bool] = lambda key: False) -> Metadata:
+    """The header counts and every key-value pair of ``path``, in file order.
+
+    An array whose key ``keep_raw`` accepts is read as a ``RawArray``, not decoded.
+    """
     data = path.read_bytes()
     try:
         magic, version, tensors, count = struct.unpack_from("<IIQQ", data, 0)
@@ -76,8 +92,14 @@ def read_metadata(path: Path) -> Metadata:
         key = reader.string()
         value_type = reader.unpack("<I")
         if value_type == ARRAY:
+            start = reader.at - 4
             item_type, items = reader.unpack("<I"), reader.unpack("<Q")
-            fields.append(KeyValue(key, reader.array(item_type, items, key), ARRAY, item_type))
+            if keep_raw(key):
+                reader.skip_array(item_type, items, key)
+                value: Any = RawArray(item_type, items, data[start : reader.at])
+            else:
+                value = reader.array(item_type, items, key)
+            fields.append(KeyValue(key, value, ARRAY, item_type))
         else:
             fields.append(KeyValue(key, reader.value(value_type, key), value_type))
     return Metadata(tensors, fields)
@@ -109,6 +131,25 @@ class _Reader:
         if value_type not in _SCALARS:
             raise GgufFormatError(f"{self.path}: {key} has value type {value_type}")
         return self.unpack(_SCALARS[value_type])
+
+    def skip_array(self, item_type: int, count: int, key: str) -> None:
+        """Moves past an array's items without decoding them."""
+        if item_type == STRING:
+            length, at, end = struct.Struct("<Q").unpack_from, self.at, len(self.data)
+            try:
+                for _ in range(count):
+                    at += 8 + length(self.data, at)[0]
+            except struct.error:
+                raise GgufFormatError(f"{self.path} ends inside {key}") from None
+            if at > end:
+                raise GgufFormatError(f"{self.path} ends inside {key}")
+            self.at = at
+            return
+        if item_type not in _ITEMS:
+            raise GgufFormatError(f"{self.path}: {key} is an array of type {item_type}")
+        if self.at + count * _ITEMS[item_type].itemsize > len(self.data):
+            raise GgufFormatError(f"{self.path} ends inside {key}")
+        self.at += count * _ITEMS[item_type].itemsize
 
     def array(self, item_type: int, count: int, key: str) -> list[Any]:
         if item_type == STRING:
