@@ -11,16 +11,17 @@ an f32 one) are copied by the kernel (``copy_file_range``), and a q/k
 projection's rows are written from the source's pages to their per-head
 places (``pwritev``), from a read-only mapping of its whole shard (made once,
 not populated ahead: the pages are the page cache's, faulted in as the write
-reads them). A plan with nothing to cast runs in the calling thread, in file
-order. Memory stays bounded: each worker holds buffers for two pieces and, if
-it must be cast, one q/k projection (``buffers_for``), made before the first
-byte is written; the shards' mappings add address space, not memory (gguf-py
-maps every shard whole for the converter too).
+reads them). A plan with little to cast (an f16 checkpoint: its norms, f16
+to f32) runs in the calling thread, in file order. Memory stays bounded:
+each worker holds buffers for one piece in and out and, if it must be cast,
+one q/k projection (``buffers_for``), made before the first byte is written;
+the shards' mappings add address space, not memory (gguf-py maps every shard
+whole for the converter too).
 
 Why this shape, measured on a 2-core VM against a plain kernel copy of the
 same 2.2 GB (0.66 s): the copy is bound by memory bandwidth, and anything
 moving memory on the other core at the same time slows it, so a second
-thread gains nothing where nothing is cast; populating a mapping ahead
+thread gains nothing where little is cast; populating a mapping ahead
 (``MAP_POPULATE``, or touching its pages) while the other thread writes made
 whole conversions 0.15 s slower at the median, and a mapping per q/k
 projection 0.02 s slower than one per shard.
@@ -52,6 +53,10 @@ from tuneforge.exporter.gguf_fast_cast import (
 )
 from tuneforge.exporter.gguf_tensors import OUT_ITEMSIZE, SOURCE_DTYPES, PlannedTensor
 
+SHARED_CAST_BYTES: Final = 64 << 20
+"""Below this much output to cast (~0.03 s on one core), the work runs in the calling thread: a
+second thread would save less than it costs (handing the write lock over, memory traffic beside
+the copies; an f16 checkpoint's data phase was ~0.04 s slower in a pool than in one thread)."""
 PIECE_ELEMENTS: Final = 1 << 20
 """Elements per piece of work to cast (2-4 MB in, 2-4 MB out): big enough for few system calls,
 small enough to stay in cache between read, cast and write."""
@@ -117,7 +122,9 @@ def buffers_for(plan: Sequence[PlannedTensor]) -> Buffers:
     """
     casts = [t for t in plan if t.permute_heads is None and not _is_copy(t)]
     regrouped = [t for t in plan if t.permute_heads is not None]
-    piece = PIECE_ELEMENTS * 4 if casts else 0
+    # Four bytes an element: the widest type read or written. No more than the largest piece: an
+    # f16 checkpoint casts only its norms (f16 -> f32), a few thousand elements each.
+    piece = max((min(t.nbytes // OUT_ITEMSIZE[t.out_type], PIECE_ELEMENTS) * 4 for t in casts), default=0)
     whole_out = max((t.nbytes for t in regrouped if t.source.dtype != t.out_type), default=0)
     scratch = Scratch() if any(t.source.dtype == "BF16" and t.out_type == "F16" for t in plan) else Scratch(0)
     return Buffers(_touched(piece), _touched(piece), scratch, _touched(whole_out))
@@ -146,15 +153,19 @@ def write_data(
     *,
     workers: int,
     buffers: Sequence[Buffers] | None = None,
+    shared_cast_bytes: int = SHARED_CAST_BYTES,
 ) -> int:
     """Writes every tensor of ``plan`` into ``out_fd`` from ``data_start``; returns the file's size.
 
     ``buffers``: one ``buffers_for(plan)`` per worker, if made ahead; made here otherwise.
+    ``shared_cast_bytes``: the least output to cast for which the workers share the work.
     """
     offsets, size = layout(plan, data_start)
-    workers = max(1, workers)
+    shared = workers > 1 and sum(t.nbytes for t in plan if _is_cast(t)) >= shared_cast_bytes
     free: queue.SimpleQueue[Buffers] = queue.SimpleQueue()
-    for made in buffers if buffers is not None else [buffers_for(plan) for _ in range(workers)]:
+    for made in (
+        buffers if buffers is not None else [buffers_for(plan) for _ in range(workers if shared else 1)]
+    ):
         free.put(made)
     with ExitStack() as stack:
         sources: dict[Path, int] = {}
@@ -169,13 +180,13 @@ def write_data(
             for path in {t.source.path for t in plan if t.permute_heads is not None}
         }
         worker = _Worker(sources, shards, out_fd, free)
-        if workers == 1 or not any(_is_cast(tensor) for tensor in plan):
-            for piece in pieces(plan, offsets):
-                worker.run(piece)
-        else:
+        if shared:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gguf-data") as pool:
                 for _ in pool.map(worker.run, pieces(plan, offsets)):
                     pass
+        else:
+            for piece in pieces(plan, offsets):
+                worker.run(piece)
     # The padding between tensors and after the last reads as the zeros GGUFWriter writes. Set last:
     # writes that extend a file are faster here than writes into a hole of one made long up front.
     os.ftruncate(out_fd, size)

@@ -17,7 +17,7 @@ from tuneforge.exporter.gguf_fast_cast import (
     f16_to_f32,
     f32_to_f16,
 )
-from tuneforge.exporter.gguf_fast_data import cast, mapped, permute_rows, write_regrouped
+from tuneforge.exporter.gguf_fast_data import cast, mapped_file, permute_rows, write_regrouped
 
 EVERY_BF16 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
 
@@ -103,7 +103,7 @@ def test_rows_written_to_their_regrouped_places_equal_the_regrouping(
     source.write_bytes(b"header" + raw.tobytes())
     fd, out_fd = os.open(source, os.O_RDONLY), os.open(out, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        with mapped(fd, len(b"header"), raw.size) as rows:
+        with mapped_file(fd) as whole, memoryview(whole) as view, view[len(b"header") :] as rows:
             write_regrouped(out_fd, rows, shape[0], heads, len(b"out:"))
     finally:
         os.close(fd)

@@ -97,7 +97,8 @@ def test_the_file_holds_every_tensor_at_its_aligned_place(
     try:
         os.write(fd, HEADER)
         start = -(-len(HEADER) // ALIGNMENT) * ALIGNMENT
-        size = write_data(plan, fd, start, workers=workers)
+        # shared_cast_bytes=0: the workers share the casts, small as they are here.
+        size = write_data(plan, fd, start, workers=workers, shared_cast_bytes=0)
     finally:
         os.close(fd)
     written = out.read_bytes()
@@ -140,6 +141,10 @@ def test_the_buffers_are_what_the_plan_needs(planned: tuple[list[PlannedTensor],
     assert everything.whole_out.size == 64 * 96 * 2
     copies_only = buffers_for([t for t in plan if t.name in ("copy", "q-copy")])
     assert copies_only.src.size == copies_only.out.size == copies_only.whole_out.size == 0
+    norm = plan[0].source
+    small = PlannedTensor("norm", SourceTensor("norm", "F16", (10,), norm.path, 8, 20), "F32", None)
+    norms_only = buffers_for([t for t in plan if t.name == "copy"] + [small])
+    assert norms_only.src.size == norms_only.out.size == 10 * 4
 
 
 def test_a_shard_shorter_than_its_header_says_is_an_error_before_anything_is_mapped(tmp_path: Path) -> None:
