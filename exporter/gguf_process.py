@@ -84,7 +84,11 @@ def run_tool(
     spare = tool_spares.claim(argv, full_env, memory_limit)
     process = spare or _start(argv, full_env, memory_limit)
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
+        if spare is not None:
+            stdout, stderr, status = tool_spares.finish(process, timeout)
+        else:
+            stdout, stderr = process.communicate(timeout=timeout)
+            status = process.returncode
     except subprocess.TimeoutExpired:
         _stop(process)
         raise GgufError(
@@ -95,8 +99,8 @@ def run_tool(
     except BaseException:
         _stop(process)
         raise
-    if process.returncode != 0:
-        raise classify(step, process.returncode, stderr, version=version)
+    if status != 0:
+        raise classify(step, status, stderr, version=version)
     seconds = time.monotonic() - started
     return ToolRun(tool_spares.without_ready(stdout), stderr, seconds, started_ahead=spare is not None)
 

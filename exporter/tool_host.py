@@ -13,7 +13,11 @@ reads one JSON line on stdin::
 
 and becomes the tool: stdin is /dev/null, RLIMIT_AS is set, ``sys.argv`` is
 the tool's and TARGET runs as ``__main__``. Its exit status, stdout and
-stderr are then exactly the tool's. llama.cpp's converter spends 4 of the
+stderr are then exactly the tool's, and when the tool is done the host
+writes ``EXITED`` and the status on stdout and closes its output before it
+exits: the exporter has the whole run then (``tool_spares.finish``), without
+waiting for the process's teardown (12 ms of a ``--vocab-only`` run's 60 with
+torch loaded). llama.cpp's converter spends 4 of the
 4.2 s of a ``--vocab-only`` run importing torch and transformers; a host
 started while the exporter fetches and merges has them ready.
 
@@ -35,6 +39,8 @@ from pathlib import Path
 from typing import Final, NoReturn
 
 READY: Final = "READY"
+EXITED: Final = "\0TUNEFORGE-TOOL-EXITED"
+"""Written on stdout, then the exit status and a newline, once the tool's output is complete."""
 MODULE_PREFIX: Final = "-m:"
 PATH_PREFIX: Final = "path:"
 
@@ -84,7 +90,21 @@ def _exit_as_python_would(target: str) -> NoReturn:
             stream.flush()
         except (OSError, ValueError):
             pass
+    _announce(status)
     os._exit(status)
+
+
+def _announce(status: int) -> None:
+    """Tells the exporter the tool's status and closes the output: the run is complete."""
+    try:
+        os.write(1, f"{EXITED} {status}\n".encode())
+    except OSError:
+        pass  # stdout is gone: the exporter reads the status from the exit instead
+    for fd in (1, 2):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def _status(code: object) -> int:

@@ -18,14 +18,17 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
+import selectors
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tuneforge.exporter.tool_host import MODULE_PREFIX, READY
+from tuneforge.exporter.tool_host import EXITED, MODULE_PREFIX, READY
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,48 @@ def claim(argv: Sequence[str], env: dict[str, str], memory_limit: int | None) ->
             _stop(spare.process)
             continue
         return spare.process
+
+
+def finish(process: subprocess.Popen[str], timeout: float) -> tuple[str, str, int]:
+    """A claimed spare's stdout, stderr and exit status, once its tool is done.
+
+    Read until the host closes its output after writing the status (``tool_host``); the process is
+    then reaped in the background, its teardown off the caller's clock. A host that died without
+    writing it (a signal, the memory cap) is waited for, as ``communicate`` would. Raises
+    ``subprocess.TimeoutExpired`` after ``timeout`` seconds.
+    """
+    assert process.stdout is not None and process.stderr is not None
+    deadline = time.monotonic() + timeout
+    streams = {process.stdout.fileno(): bytearray(), process.stderr.fileno(): bytearray()}
+    with selectors.DefaultSelector() as selector:
+        for fd in streams:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(process.args, timeout)
+            for key, _ in selector.select(left):
+                data = os.read(key.fd, 1 << 16)
+                if data:
+                    streams[key.fd] += data
+                else:
+                    selector.unregister(key.fd)
+    # The encoding the streams would have been read with (Popen's text mode: the locale's).
+    encoding = getattr(process.stdout, "encoding", None) or "utf-8"
+    stdout, stderr = (_text(bytes(streams[f.fileno()]), encoding) for f in (process.stdout, process.stderr))
+    process.stdout.close()
+    process.stderr.close()
+    head, marker, tail = stdout.rpartition(EXITED)
+    status = re.fullmatch(r" (\d+)\n", tail) if marker else None
+    if status is None:
+        return stdout, stderr, process.wait(max(0.0, deadline - time.monotonic()))
+    threading.Thread(target=process.wait, name="spare-reaper", daemon=True).start()
+    return head, stderr, int(status.group(1))
+
+
+def _text(data: bytes, encoding: str) -> str:
+    """Bytes as ``Popen(text=True, errors="replace")`` gives them (universal newlines)."""
+    return data.decode(encoding, errors="replace").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def without_ready(stdout: str) -> str:

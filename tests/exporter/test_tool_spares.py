@@ -8,6 +8,7 @@ the same bytes as cold converters do.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,7 @@ from tuneforge import exitcodes
 from tuneforge.exporter import tool_spares
 from tuneforge.exporter.gguf import GgufError, convert_to_gguf, prestart_conversions
 from tuneforge.exporter.gguf_process import prestart_tool, run_tool
+from tuneforge.exporter.tool_host import EXITED
 
 TOOL = textwrap.dedent(
     """
@@ -39,6 +41,8 @@ TOOL = textwrap.dedent(
     if mode == "sleep":
         import time
         time.sleep(60)
+    if mode == "unterminated":
+        sys.stdout.write("crlf\\r\\nand no newline at the end")
     """
 )
 
@@ -73,6 +77,46 @@ def test_output_and_arguments_are_the_tools(tool: Path, prestarted: bool) -> Non
 def no_spares_left() -> Iterator[None]:
     yield
     tool_spares.discard_all()
+
+
+def test_output_without_a_final_newline_is_the_same_started_ahead(tool: Path) -> None:
+    cold = run(tool, "unterminated", prestarted=False)
+    assert cold[0].endswith("crlf\nand no newline at the end")
+    assert run(tool, "unterminated", prestarted=True) == cold
+    assert tool_spares.waiting() == []
+
+
+ANNOUNCES_THEN_LINGERS = textwrap.dedent(
+    f"""
+    import os, sys, time
+    os.write(1, b"the output")
+    os.write(2, b"the errors")
+    os.write(1, {EXITED!r}.encode() + b" 7\\n")
+    os.close(1)
+    os.close(2)
+    time.sleep(30)  # a teardown the exporter need not wait for
+    """
+)
+
+
+def test_a_spare_is_done_when_it_says_so_not_when_it_has_exited() -> None:
+    process = tool_spares.start_process(
+        [sys.executable, "-c", ANNOUNCES_THEN_LINGERS], dict(os.environ), stdin=subprocess.DEVNULL
+    )
+    try:
+        assert tool_spares.finish(process, timeout=20) == ("the output", "the errors", 7)
+        assert process.poll() is None  # still there: its status came from what it wrote
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_spare_that_dies_without_saying_so_is_waited_for() -> None:
+    code = "import os; os.write(1, b'half a line'); os.kill(os.getpid(), 9)"
+    process = tool_spares.start_process(
+        [sys.executable, "-c", code], dict(os.environ), stdin=subprocess.DEVNULL
+    )
+    assert tool_spares.finish(process, timeout=20) == ("half a line", "", -9)
 
 
 def test_a_module_tool_started_ahead_says_what_it_says_cold(no_spares_left: None) -> None:
