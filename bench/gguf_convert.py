@@ -190,7 +190,7 @@ def main() -> int:
     parser.add_argument(
         "--dtype", choices=("both", "f16", "bf16"), default="both", help="the checkpoints' dtypes"
     )
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each; the best is kept")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each; the best is kept")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args()
