@@ -52,7 +52,6 @@ class GgufFormatError(ValueError):
 class RawArray:
     """An array value as the file holds it: ``packed`` is its value type, item type, count and items."""
 
-    item_type: int
     count: int
     packed: bytes
 
@@ -96,7 +95,7 @@ def read_metadata(path: Path, *, keep_raw: Callable[[str], bool] = lambda key: F
             item_type, items = reader.unpack("<I"), reader.unpack("<Q")
             if keep_raw(key):
                 reader.skip_array(item_type, items, key)
-                value: Any = RawArray(item_type, items, data[start : reader.at])
+                value: Any = RawArray(items, data[start : reader.at])
             else:
                 value = reader.array(item_type, items, key)
             fields.append(KeyValue(key, value, ARRAY, item_type))
@@ -145,21 +144,20 @@ class _Reader:
                 raise GgufFormatError(f"{self.path} ends inside {key}")
             self.at = at
             return
+        self.at += count * self._fixed_items(item_type, count, key).itemsize
+
+    def _fixed_items(self, item_type: int, count: int, key: str) -> np.dtype[Any]:
+        """The dtype of an array of ``count`` numbers at the current place, checked to fit the file."""
         if item_type not in _ITEMS:
             raise GgufFormatError(f"{self.path}: {key} is an array of type {item_type}")
         if self.at + count * _ITEMS[item_type].itemsize > len(self.data):
             raise GgufFormatError(f"{self.path} ends inside {key}")
-        self.at += count * _ITEMS[item_type].itemsize
+        return _ITEMS[item_type]
 
     def array(self, item_type: int, count: int, key: str) -> list[Any]:
         if item_type == STRING:
             return [self.string() for _ in range(count)]
-        if item_type not in _ITEMS:
-            raise GgufFormatError(f"{self.path}: {key} is an array of type {item_type}")
-        dtype = _ITEMS[item_type]
-        if self.at + count * dtype.itemsize > len(self.data):
-            raise GgufFormatError(f"{self.path} ends inside {key}")
-        items = np.frombuffer(self.data, dtype, count, self.at)
+        items = np.frombuffer(self.data, self._fixed_items(item_type, count, key), count, self.at)
         self.at += items.nbytes
         values: list[Any] = items.tolist()
         return values
