@@ -16,24 +16,25 @@ the page cache:
   (torch, transformers: ~4 s) are off the clock, the rest of their work on it;
 - cold: the same call with no process started ahead (``cold_*`` keys);
 - one_file_copy: the kernel's copy of the same bytes into one file, from a
-  32-byte aligned offset as GGUF data starts: the least any GGUF writer does.
+  32-byte aligned offset as GGUF data starts: the least any GGUF writer does
+  (through a pipe, as the writer copies: ``file_ranges.PipeCopy``).
 
 ``baseline`` is the faster of the two copies (shard_copy, one_file_copy):
 ``shutil.copyfile`` is sometimes 4x slower for a whole benchmark process on
 this VM, which would flatter the ratio.
 
-Before each timed run the page cache holds the checkpoint and ``os.sync()``
-has flushed earlier writes, so no run pays for another's writeback. Each
-repetition first starts the converter's processes (as the pipeline does while
-it merges) and waits until they are ready, then times the two copies and the
-conversion in an order that rotates from one repetition to the next, then the
-cold conversion. So the copies run in the machine state the conversion runs
-in, with the same neighbours: on this VM (Firecracker) a page of memory the
-guest has not touched lately costs a host fault when it is first written,
-and whichever run follows another large write gets the pages that write
-freed, already mapped. A copy timed right after another copy and a
-conversion timed after the spares' imports differed by up to 1.6x for that
-reason alone. Each is run ``--repeat`` times and the best kept. MB/s is
+Before each timed run the page cache holds the checkpoint, ``os.sync()``
+has flushed earlier writes (so no run pays for another's writeback), and
+as much fresh memory as the output will take has just been written and
+freed (``back_memory``): this VM's balloon hands free memory back to the
+host within moments (free page reporting), and a page the host took back
+costs a host fault when it is next written, so a run's time otherwise
+depended on how long ago memory was last freed (2.2 GB of fresh memory
+written in 0.3 s, or in 1.8-5 s after a pause of 2-5 s). Each repetition
+first starts the converter's processes (as the pipeline does while it
+merges) and waits until they are ready, then times the two copies and the
+conversion in an order that rotates from one repetition to the next, then
+the cold conversion. Each is run ``--repeat`` times and the best kept. MB/s is
 checkpoint bytes (10^6) per second of wall time. Also printed: the
 converter's fixed cost (the same call on the tiny model: interpreter, torch
 and transformers imports) and its peak RSS (``RUSAGE_CHILDREN``: the
@@ -71,12 +72,32 @@ sys.path.insert(0, str(HERE))
 
 
 def warm(folder: Path) -> None:
-    """Reads every file once so each run starts with the checkpoint in the page cache, and nothing dirty."""
+    """Readies the machine for a timed run: the checkpoint in the page cache, nothing dirty, and the
+    memory its output will take backed by the host (``back_memory``)."""
+    size = 0
     for path in folder.iterdir():
         with path.open("rb") as handle:
-            while handle.read(1 << 24):
-                pass
+            while chunk := handle.read(1 << 24):
+                size += len(chunk)
     os.sync()
+    back_memory(size + (size >> 3))
+
+
+def back_memory(nbytes: int) -> None:
+    """Writes ``nbytes`` of fresh memory and frees it, so the next allocations reuse pages the host backs.
+
+    This VM's balloon reports free memory to the host (free page reporting, ``page_reporting_order``
+    9, ``min_free_ms`` 0), which takes it back: a page freed more than a moment ago costs a host fault
+    when it is next written. Measured: writing 2.2 GB of fresh memory took 0.3 s right after the
+    same amount was freed, and 1.8-5 s after a pause of 2-5 s. Every timed run here (copies and
+    conversions alike) writes its output's size of page cache, so without this each run's time
+    depends on how long ago memory was last freed, not on its own work.
+    """
+    import numpy as np
+
+    block = np.empty(nbytes, np.uint8)
+    block[::4096] = 1  # one byte per page: every page faulted in and written
+    del block
 
 
 def timed_copy(model: Path, dest: Path) -> float:
@@ -94,22 +115,25 @@ def timed_one_file_copy(model: Path, dest: Path) -> float:
     """The shards' bytes copied by the kernel into one file from a 32-byte (not page) aligned offset.
 
     What any GGUF writer must at least do: a GGUF is one file, its data starts after a header of
-    any length, aligned to 32 bytes. On this VM such a copy is ~1.3-1.5x slower than copying the
-    shards as they are (page cache writes that do not start on a page boundary, one large inode).
+    any length, aligned to 32 bytes. Copied the fastest way we know (``file_ranges.PipeCopy``, as
+    the writer copies: ``copy_file_range`` took 0.63-0.65 s where this takes 0.57-0.60 s); still
+    slower than copying the shards as they are, whose pages line up with the copies'.
     """
+    from tuneforge.exporter.file_ranges import PipeCopy
+
     warm(model)
     started = time.monotonic()
     out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         at = 4096 + 32
-        for shard in sorted(model.glob("*.safetensors")):
-            source, size, done = os.open(shard, os.O_RDONLY), shard.stat().st_size, 0
-            try:
-                while done < size:
-                    done += os.copy_file_range(source, out, size - done, done, at + done)
-            finally:
-                os.close(source)
-            at += size
+        with PipeCopy() as copies:
+            for shard in sorted(model.glob("*.safetensors")):
+                source, size = os.open(shard, os.O_RDONLY), shard.stat().st_size
+                try:
+                    copies.copy(source, out, size, 0, at)
+                finally:
+                    os.close(source)
+                at += size
     finally:
         os.close(out)
     seconds = time.monotonic() - started

@@ -7,24 +7,27 @@ independent pieces, each of which reads its bytes with ``preadv``, casts them
 of threads (numpy releases the GIL) casts on every core without ordering,
 and they write one at a time (the kernel would serialise them anyway).
 Bytes that need no cast (an f16 weight of an f16 checkpoint, an f32 norm of
-an f32 one) are copied by the kernel (``copy_file_range``), and a q/k
-projection's rows are written from the source's pages to their per-head
-places (``pwritev``), from a read-only mapping of its whole shard (made once,
-not populated ahead: the pages are the page cache's, faulted in as the write
-reads them). A plan with little to cast (an f16 checkpoint: its norms, f16
-to f32) runs in the calling thread, in file order. Memory stays bounded:
-each worker holds buffers for one piece in and out and, if it must be cast,
-one q/k projection (``buffers_for``), made before the first byte is written;
-the shards' mappings add address space, not memory (gguf-py maps every shard
-whole for the converter too).
+an f32 one) are copied by the kernel through a pipe (``file_ranges.PipeCopy``:
+``splice``, in writes that end on 64 KB boundaries of the output), and so
+are a q/k projection's rows, each spliced from its source place into the
+pipe in regrouped order (``PipeCopy.gather``). A q/k projection to cast is
+cast whole from a read-only mapping of its shard and its rows written to
+their places with ``pwritev``. A plan with little to cast (an f16
+checkpoint: its norms, f16 to f32) runs in the calling thread, in file
+order. Memory stays bounded: each worker holds buffers for one piece in and
+out and, if it must be cast, one q/k projection (``buffers_for``), made
+before the first byte is written; the shards' mappings add address space,
+not memory (gguf-py maps every shard whole for the converter too).
 
 Why this shape, measured on a 2-core VM against a plain kernel copy of the
-same 2.2 GB (0.66 s): the copy is bound by memory bandwidth, and anything
-moving memory on the other core at the same time slows it, so a second
-thread gains nothing where little is cast; populating a mapping ahead
-(``MAP_POPULATE``, or touching its pages) while the other thread writes made
-whole conversions 0.15 s slower at the median, and a mapping per q/k
-projection 0.02 s slower than one per shard.
+same 2.2 GB (0.53-0.55 s for the shards as whole files): the copy is bound
+by memory bandwidth, and anything moving memory on the other core at the
+same time slows it, so a second thread gains nothing where little is cast;
+populating a mapping ahead (``MAP_POPULATE``, or touching its pages) while
+the other thread writes made whole conversions 0.15 s slower at the median.
+Every tensor copied to its GGUF place took 0.65 s with ``copy_file_range``
+and 0.59 s through ``PipeCopy``; the q/k rows (200 MB) added 0.056 s when
+written with ``pwritev`` from a mapping of the shard, 0.027 s spliced.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from tuneforge.exporter.file_ranges import PipeCopy, read_exact, write_all
 from tuneforge.exporter.gguf_fast_cast import (
     Scratch,
     bf16_to_f16,
@@ -64,7 +68,6 @@ small enough to stay in cache between read, cast and write."""
 ALIGNMENT: Final = 32
 """GGUF's default data alignment (general.alignment is refused by the plan)."""
 
-_NO_KERNEL_COPY: Final = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
 _UNSIGNED: Final = {2: np.uint16, 4: np.uint32}
 _IOV_MAX: Final = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
@@ -177,9 +180,10 @@ def write_data(
         _check_lengths(plan, sources)
         shards = {
             path: stack.enter_context(mapped_file(sources[path]))
-            for path in {t.source.path for t in plan if t.permute_heads is not None}
+            for path in {t.source.path for t in plan if t.permute_heads is not None and _is_cast(t)}
         }
-        worker = _Worker(sources, shards, out_fd, free)
+        copies = stack.enter_context(PipeCopy())
+        worker = _Worker(sources, shards, copies, out_fd, free)
         if shared:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gguf-data") as pool:
                 for _ in pool.map(worker.run, pieces(plan, offsets)):
@@ -213,11 +217,13 @@ class _Worker:
         self,
         sources: dict[Path, int],
         shards: dict[Path, mmap.mmap],
+        copies: PipeCopy,
         out_fd: int,
         free: queue.SimpleQueue[Buffers],
     ) -> None:
         self.sources = sources
         self.shards = shards
+        self.copies = copies  # used under ``writing``: one pipe, one copy at a time
         self.out_fd = out_fd
         self.free = free
         # One write into the output at a time. The kernel serialises buffered writes to a file anyway
@@ -232,7 +238,14 @@ class _Worker:
         src_fd, at = self.sources[source.path], source.offset + piece.start * src_size
         if _is_copy(tensor):
             with self.writing:
-                copy_range(src_fd, self.out_fd, count * src_size, at, piece.dst)
+                self.copies.copy(src_fd, self.out_fd, count * src_size, at, piece.dst)
+            return
+        if tensor.permute_heads is not None and not _is_cast(tensor):
+            rows = source.shape[0]
+            row_bytes = source.nbytes // rows
+            starts = (source.offset + source_rows(rows, tensor.permute_heads) * row_bytes).tolist()
+            with self.writing:
+                self.copies.gather(src_fd, self.out_fd, starts, row_bytes, piece.dst)
             return
         buffers = self.free.get()
         try:
@@ -248,21 +261,17 @@ class _Worker:
             self.free.put(buffers)
 
     def _regroup(self, tensor: PlannedTensor, heads: int, dst: int, buffers: Buffers) -> None:
-        """A q/k projection, whole: its rows written from the source's pages (cast first if need be)
-        to their regrouped places, with no copy of ours where the types agree."""
+        """A q/k projection to cast, whole: cast from the source's mapped pages into ``whole_out``,
+        then its rows written from there to their regrouped places."""
         source = tensor.source
         with (
             memoryview(self.shards[source.path]) as shard,
             shard[source.offset : source.offset + source.nbytes] as raw,
         ):
-            if source.dtype == tensor.out_type:
-                rows = raw
-            else:
-                out = buffers.whole_out[: tensor.nbytes]
-                cast(source.dtype, tensor.out_type, np.frombuffer(raw, np.uint8), out, buffers.scratch)
-                rows = out.data
-            with self.writing:
-                write_regrouped(self.out_fd, rows, source.shape[0], heads, dst)
+            out = buffers.whole_out[: tensor.nbytes]
+            cast(source.dtype, tensor.out_type, np.frombuffer(raw, np.uint8), out, buffers.scratch)
+        with self.writing:
+            write_regrouped(self.out_fd, out.data, source.shape[0], heads, dst)
 
 
 @contextmanager
@@ -328,39 +337,3 @@ def cast(src_dtype: str, out_type: str, src: Bytes, out: Bytes, scratch: Scratch
         f16_to_f32(src.view(np.uint16), out.view(np.uint32))
     else:
         raise ValueError(f"no cast from {src_dtype} to {out_type}")
-
-
-def read_exact(fd: int, buf: Bytes, offset: int, path: Path) -> None:
-    done = 0
-    while done < len(buf):
-        got = os.preadv(fd, [buf[done:].data], offset + done)
-        if got == 0:
-            raise OSError(errno.EIO, f"{path} ends before its header says (at byte {offset + done})")
-        done += got
-
-
-def write_all(fd: int, buf: Bytes, offset: int) -> None:
-    done = 0
-    while done < len(buf):
-        done += os.pwrite(fd, buf[done:].data, offset + done)
-
-
-def copy_range(src_fd: int, out_fd: int, count: int, src_at: int, out_at: int) -> None:
-    """``count`` bytes copied inside the kernel; with read/write where the file systems do not allow it."""
-    done = 0
-    try:
-        while done < count:
-            got = os.copy_file_range(src_fd, out_fd, count - done, src_at + done, out_at + done)
-            if got == 0:
-                raise OSError(errno.EIO, f"the source ends before byte {src_at + count}")
-            done += got
-        return
-    except OSError as err:
-        if err.errno not in _NO_KERNEL_COPY:
-            raise
-    buf = np.empty(min(count - done, PIECE_ELEMENTS * 4), np.uint8)
-    while done < count:
-        part = buf[: count - done]
-        read_exact(src_fd, part, src_at + done, Path(f"/proc/self/fd/{src_fd}"))
-        write_all(out_fd, part, out_at + done)
-        done += len(part)

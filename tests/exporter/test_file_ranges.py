@@ -1,0 +1,136 @@
+"""Copies of file ranges through a pipe: every byte in its place, whatever the offsets, or an error."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tuneforge.exporter.file_ranges import OUTPUT_ALIGN, PipeCopy, copy_through_memory
+
+SIZE = 3 * (1 << 20) + 12_345
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    data = np.random.default_rng(3).integers(0, 256, SIZE, dtype=np.uint8).tobytes()
+    path = tmp_path_factory.mktemp("ranges") / "source.bin"
+    path.write_bytes(data)
+    return path, data
+
+
+@pytest.fixture
+def fds(source: tuple[Path, bytes], tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
+    src = os.open(source[0], os.O_RDONLY)
+    out_path = tmp_path / "out.bin"
+    out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    yield src, out, out_path
+    os.close(src)
+    os.close(out)
+
+
+@pytest.mark.parametrize("pipe_bytes", [1 << 20, 1 << 16])
+@pytest.mark.parametrize(
+    ("src_at", "out_at", "count"),
+    [(0, 0, SIZE), (8, 32, SIZE - 8), (4096, 100_003, 2 * (1 << 20) + 7), (12_345, OUTPUT_ALIGN - 32, 1)],
+)
+def test_a_range_lands_at_its_offset(
+    source: tuple[Path, bytes],
+    fds: tuple[int, int, Path],
+    pipe_bytes: int,
+    src_at: int,
+    out_at: int,
+    count: int,
+) -> None:
+    src, out, out_path = fds
+    with PipeCopy(pipe_bytes) as copies:
+        assert copies.splicing
+        assert copies.pipe_bytes == pipe_bytes
+        copies.copy(src, out, count, src_at, out_at)
+    written = out_path.read_bytes()
+    assert len(written) == out_at + count
+    assert written[:out_at] == bytes(out_at)
+    assert written[out_at:] == source[1][src_at : src_at + count]
+
+
+def test_several_copies_through_one_pipe_leave_nothing_behind(
+    source: tuple[Path, bytes], fds: tuple[int, int, Path]
+) -> None:
+    src, out, out_path = fds
+    pieces = [(100, 5000), (70_000, 1_500_000), (3, 1)]
+    with PipeCopy() as copies:
+        at = 32
+        for start, count in pieces:
+            copies.copy(src, out, count, start, at)
+            at += count
+    expected = bytes(32) + b"".join(source[1][start : start + count] for start, count in pieces)
+    assert out_path.read_bytes() == expected
+
+
+@pytest.mark.parametrize("length", [100, 4096, 5000, 9000])
+def test_gathered_ranges_follow_each_other(
+    source: tuple[Path, bytes], fds: tuple[int, int, Path], length: int
+) -> None:
+    src, out, out_path = fds
+    rows = (SIZE - 8) // length
+    # More ranges than one pipe holds, in an order that is not the file's.
+    order = np.random.default_rng(length).permutation(rows)[:600]
+    starts = [8 + int(row) * length for row in order]
+    with PipeCopy() as copies:
+        copies.gather(src, out, starts, length, 40)
+    expected = bytes(40) + b"".join(source[1][start : start + length] for start in starts)
+    assert out_path.read_bytes() == expected
+
+
+def test_a_pipe_larger_than_the_system_allows_is_as_large_as_it_allows(
+    source: tuple[Path, bytes], fds: tuple[int, int, Path]
+) -> None:
+    """Unprivileged, a pipe grows to /proc/sys/fs/pipe-max-size (1 MB by default) and no further."""
+    src, out, out_path = fds
+    with PipeCopy(1 << 28) as copies:
+        assert copies.splicing
+        assert copies.pipe_bytes >= 1 << 16
+        copies.copy(src, out, SIZE, 0, 0)
+    assert out_path.read_bytes() == source[1]
+
+
+def test_a_range_past_the_end_of_the_source_is_an_error(fds: tuple[int, int, Path]) -> None:
+    src, out, _ = fds
+    with PipeCopy() as copies, pytest.raises(OSError) as copying:
+        copies.copy(src, out, 5000, SIZE - 100, 0)
+    assert copying.value.errno == errno.EIO
+    with PipeCopy() as copies, pytest.raises(OSError) as gathering:
+        copies.gather(src, out, [0, SIZE - 10], 64, 0)
+    assert gathering.value.errno == errno.EIO
+
+
+def test_an_output_the_kernel_will_not_splice_into_gets_the_bytes_through_memory(
+    source: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    """Linux refuses ``splice`` into a file opened with O_APPEND (EINVAL): the copy goes on with reads
+    and writes, and the pipe is not used again."""
+    src = os.open(source[0], os.O_RDONLY)
+    path = tmp_path / "appended.bin"
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        with PipeCopy() as copies:
+            copies.copy(src, out, 70_000, 10, 0)
+            assert not copies.splicing
+            copies.gather(src, out, [5, 1000], 300, 70_000)
+    finally:
+        os.close(src)
+        os.close(out)
+    data = source[1]
+    assert path.read_bytes() == data[10:70_010] + data[5:305] + data[1000:1300]
+
+
+def test_a_copy_through_memory_is_chunked_and_exact(
+    source: tuple[Path, bytes], fds: tuple[int, int, Path]
+) -> None:
+    src, out, out_path = fds
+    copy_through_memory(src, out, SIZE - 1, 1, 7)
+    assert out_path.read_bytes() == bytes(7) + source[1][1:]
