@@ -16,7 +16,6 @@ end of the header, contiguous and without gaps.
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -30,10 +29,11 @@ from typing import Any, Final
 
 import torch
 
+from tuneforge.exporter.file_ranges import PipeCopy
+
 # The header is JSON; anything bigger than this is not a safetensors file (the library's limit is 100 MB).
 MAX_HEADER_BYTES: Final = 100_000_000
 METADATA_KEY: Final = "__metadata__"
-COPY_CHUNK: Final = 16 << 20
 
 DTYPES: Final[dict[str, torch.dtype]] = {
     "F64": torch.float64,
@@ -170,37 +170,22 @@ def read_tensor(
     return torch.frombuffer(buffer, dtype=info.torch_dtype).reshape(info.shape)
 
 
-def copy_range(src_fd: int, offset: int, dst_fd: int, count: int) -> None:
+def copy_range(src_fd: int, offset: int, dst_fd: int, count: int, copies: PipeCopy | None = None) -> None:
     """Appends ``count`` bytes of ``src_fd`` from ``offset`` to ``dst_fd`` (at its current position).
 
-    ``os.copy_file_range`` keeps the bytes in the kernel (and lets file
-    systems share extents); where it is missing or refuses (other file
-    systems, older kernels), a chunked pread/write does the same.
+    Copied inside the kernel through a pipe (``file_ranges.PipeCopy``: an unchanged tensor lands at
+    another offset than in its source, and the pipe's aligned writes keep that copy as fast as a
+    whole file's); with reads and writes where a file system refuses. ``copies``: a pipe to reuse.
     """
-    done = 0
-    try:
-        while done < count:
-            copied = os.copy_file_range(src_fd, dst_fd, count - done, offset + done)
-            if copied == 0:
-                raise SafetensorsFormatError("the source file ends inside a tensor's data")
-            done += copied
-        return
-    except (AttributeError, OSError) as err:
-        if isinstance(err, OSError) and err.errno not in (
-            errno.EXDEV,
-            errno.ENOSYS,
-            errno.EINVAL,
-            errno.EOPNOTSUPP,
-        ):
-            raise
-    while done < count:
-        chunk = os.pread(src_fd, min(COPY_CHUNK, count - done), offset + done)
-        if not chunk:
-            raise SafetensorsFormatError("the source file ends inside a tensor's data")
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(dst_fd, view) :]
-        done += len(chunk)
+    if os.fstat(src_fd).st_size < offset + count:
+        raise SafetensorsFormatError("the source file ends inside a tensor's data")
+    at = os.lseek(dst_fd, 0, os.SEEK_CUR)
+    if copies is None:
+        with PipeCopy() as own:
+            own.copy(src_fd, dst_fd, count, offset, at)
+    else:
+        copies.copy(src_fd, dst_fd, count, offset, at)
+    os.lseek(dst_fd, at + count, os.SEEK_SET)
 
 
 @dataclass(frozen=True)
@@ -245,6 +230,7 @@ class StreamingWriter:
         self._next = 0
         self._handle = self.path.open("wb")
         self._handle.write(header_bytes(self._planned, metadata))
+        self._copies: PipeCopy | None = None  # made on the first copy
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
         self._expect(name, NAMES.get(tensor.dtype, str(tensor.dtype)), tuple(tensor.shape))
@@ -257,7 +243,10 @@ class StreamingWriter:
         """Writes tensor ``info`` of ``source`` unchanged, copied by the kernel (no pass through memory)."""
         self._expect(info.name, info.dtype, info.shape)
         self._handle.flush()  # what the buffer holds goes first; the raw copy then appends at the file's end
-        copy_range(source.fileno(), header.data_start + info.begin, self._handle.fileno(), info.nbytes)
+        if self._copies is None:
+            self._copies = PipeCopy()
+        start = header.data_start + info.begin
+        copy_range(source.fileno(), start, self._handle.fileno(), info.nbytes, self._copies)
         self._next += 1
 
     def _expect(self, name: str, dtype: str, shape: tuple[int, ...]) -> None:
@@ -271,7 +260,7 @@ class StreamingWriter:
             )
 
     def close(self) -> None:
-        self._handle.close()
+        self._release()
         if self._next != len(self._planned):
             missing = self._planned[self._next].name
             raise ValueError(f"{self.path}: closed before tensor {missing!r} was written")
@@ -285,4 +274,9 @@ class StreamingWriter:
         if kind is None:
             self.close()
         else:
-            self._handle.close()
+            self._release()
+
+    def _release(self) -> None:
+        self._handle.close()
+        if self._copies is not None:
+            self._copies.close()

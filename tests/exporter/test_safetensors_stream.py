@@ -87,6 +87,17 @@ def test_copy_range_appends_a_slice_of_another_file(tmp_path: Path) -> None:
     assert dst.read_bytes() == b"head" + src.read_bytes()[1000:51_000] + b"tail"
 
 
+def test_copy_range_past_the_end_of_its_source_is_a_format_error_and_writes_nothing(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.write_bytes(bytes(10_000))
+    with src.open("rb") as a, dst.open("wb") as b:
+        b.write(b"head")
+        b.flush()
+        with pytest.raises(SafetensorsFormatError, match="ends inside a tensor's data"):
+            copy_range(a.fileno(), 5_000, b.fileno(), 5_001)
+    assert dst.read_bytes() == b"head"
+
+
 def test_write_behind_keeps_order_and_raises_a_failed_write() -> None:
     written: list[int] = []
     with WriteBehind() as behind:
