@@ -4,9 +4,10 @@ llama.cpp's ``convert_hf_to_gguf.py`` casts every tensor through torch on one
 thread (about 16 s/GB for bf16 here). For the architectures whose tensor
 handling ``gguf_tensors`` restates (Llama, Mistral, Qwen2) and an f16 output,
 the exporter runs the converter with ``--vocab-only`` (metadata and
-vocabulary), then ``gguf_fast_main``, a child process that writes that
-metadata with the tensors, in parallel and bit for bit as the converter would:
-tests/exporter/test_gguf_fast.py checks that both files are byte-identical.
+vocabulary) and, beside it, ``gguf_fast_main``, a child process that plans
+the tensors meanwhile and then writes that metadata with the tensors, bit for
+bit as the converter would: tests/exporter/test_gguf_fast.py checks that both
+files are byte-identical.
 Both run in processes started ahead (``prestart``, ``tool_spares``) when the
 pipeline started them while it fetched and merged: the converter's own
 start-up (torch and transformers imports, 4 s) is then off the clock, and
@@ -26,11 +27,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
+from tuneforge.exporter.gguf_fast_main import stop_file
 from tuneforge.exporter.gguf_process import prestart_tool, run_tool
 from tuneforge.exporter.gguf_tensors import Unsupported, model_shape
 from tuneforge.exporter.tool_host import PATH_PREFIX
@@ -102,34 +106,47 @@ def _run_child(
     timeout: float,
     memory_limit: int | None,
 ) -> str | None:
-    deadline = time.monotonic() + timeout
+    """Both steps side by side: the writer plans the tensors while the converter writes the vocabulary,
+    which is moved to where the writer waits for it once the converter has finished."""
+    started = time.monotonic()
     vocab = partial.with_name(partial.name + ".vocab")
+    converted = vocab.with_name(vocab.name + ".partial")
+    stop = stop_file(vocab)
     try:
-        vocab_run = run_tool(
-            [*vocab_only_tool(tools), str(model_dir), "--outtype", outtype, "--vocab-only"]
-            + ["--outfile", str(vocab)],
-            step=f"convert_hf_to_gguf.py {model_dir.name} --outtype {outtype} --vocab-only",
-            timeout=timeout,
-            version=version,
-            memory_limit=memory_limit,
-        )
-        run = run_tool(
-            [*tensors_tool(), str(model_dir), "--outtype", outtype, "--outfile", str(partial)]
-            + ["--vocab-file", str(vocab), "--tools", str(tools)],
-            step=f"tuneforge's tensor writer for {model_dir.name} --outtype {outtype}",
-            timeout=max(0.0, deadline - time.monotonic()),
-            version=version,
-            memory_limit=memory_limit,
-        )
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gguf-tensors") as pool:
+            tensors = pool.submit(
+                run_tool,
+                [*tensors_tool(), str(model_dir), "--outtype", outtype, "--outfile", str(partial)]
+                + ["--vocab-file", str(vocab), "--tools", str(tools), "--wait-for-vocab", f"{timeout:g}"],
+                step=f"tuneforge's tensor writer for {model_dir.name} --outtype {outtype}",
+                timeout=timeout,
+                version=version,
+                memory_limit=memory_limit,
+            )
+            try:
+                vocab_run = run_tool(
+                    [*vocab_only_tool(tools), str(model_dir), "--outtype", outtype, "--vocab-only"]
+                    + ["--outfile", str(converted)],
+                    step=f"convert_hf_to_gguf.py {model_dir.name} --outtype {outtype} --vocab-only",
+                    timeout=timeout,
+                    version=version,
+                    memory_limit=memory_limit,
+                )
+                os.replace(converted, vocab)
+            except BaseException:
+                stop.touch()  # the writer ends without writing; the converter's error is the one raised
+                raise
+            run = tensors.result()
     finally:
-        vocab.unlink(missing_ok=True)
+        for path in (vocab, converted, stop):
+            path.unlink(missing_ok=True)
     result = _last_json_line(run.stdout)
     if result.get("written") and partial.is_file():
         logger.info(
             "%s: f16 GGUF written by the fast path, %d tensors, %.1f s (llama.cpp's --vocab-only: %.1f s%s)",
             model_dir.name,
             result.get("tensors", 0),
-            result.get("seconds", 0.0) + vocab_run.seconds,
+            time.monotonic() - started,
             vocab_run.seconds,
             ", converter started ahead" if vocab_run.started_ahead else "",
         )

@@ -1,10 +1,13 @@
 """The fast f16 conversion's tensor writer: llama.cpp's metadata and vocabulary, our tensors.
 
     python -m tuneforge.exporter.gguf_fast_main MODEL_DIR --outfile OUT --vocab-file VOCAB --tools DIR
+        [--wait-for-vocab SECONDS]
 
 VOCAB is what ``convert_hf_to_gguf.py MODEL_DIR --outtype f16 --vocab-only`` wrote (``gguf_fast``
-runs it first). This process plans the tensors (``gguf_tensors``) from config.json and the
-safetensors headers, then writes OUT: the converter's metadata with our tensor infos
+runs it beside this process). This process plans the tensors (``gguf_tensors``) from config.json
+and the safetensors headers, then, with ``--wait-for-vocab``, waits until VOCAB exists (the
+exporter moves the converter's file there once it is complete) or VOCAB.stop does (the converter
+failed: nothing is written), then writes OUT: the converter's metadata with our tensor infos
 (``gguf_fast_header``), then the tensor data (``gguf_fast_data``).
 
 Prints one JSON line on stdout: ``{"written": true, ...}``, or ``{"declined": "<why>"}`` when the
@@ -44,11 +47,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocab-file", type=Path, required=True, help="the converter's vocab-only GGUF")
     parser.add_argument("--tools", type=Path, required=True, help="llama.cpp's converters (gguf_tools)")
     parser.add_argument("--outtype", default="f16")
+    parser.add_argument(
+        "--wait-for-vocab",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long VOCAB may take to appear",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
         gguf = _vendored_gguf(args.tools)
         shape, plan = _plan(gguf, args.model_dir, args.outtype)
+        if args.wait_for_vocab > 0 and not wait_for_file(
+            args.vocab_file, stop_file(args.vocab_file), args.wait_for_vocab
+        ):
+            return _decline("the converter's --vocab-only run did not complete")
         from tuneforge.exporter.gguf_fast_header import check_shape, read_vocab
 
         vocab = read_vocab(gguf, args.vocab_file)
@@ -64,6 +78,27 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(result), flush=True)
     return 0
+
+
+def stop_file(vocab_file: Path) -> Path:
+    """The file whose appearance tells a waiting writer that VOCAB will not come."""
+    return vocab_file.with_name(vocab_file.name + ".stop")
+
+
+def wait_for_file(path: Path, stop: Path, seconds: float, poll: float = 0.0002) -> bool:
+    """True once ``path`` exists, False once ``stop`` does; TimeoutError after ``seconds``.
+
+    Polled: the wait is the converter's ~0.05 s (or its seconds-long start where it was not started
+    ahead), and a poll every 0.2 ms costs the other core a few percent of that.
+    """
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if stop.exists():
+            return False
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {seconds:g} s")
+        time.sleep(poll)
+    return True
 
 
 def _vendored_gguf(tools: Path) -> Any:

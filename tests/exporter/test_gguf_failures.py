@@ -110,7 +110,8 @@ def test_a_tokenizer_llama_cpp_does_not_recognise(tiny_model: Path, tmp_path: Pa
     assert "BPE pre-tokenizer" in message and llama_cpp_version() in message
     assert "chkhsh " in message  # the hash a llama.cpp maintainer or a newer release would need
     assert "Keep the base model's tokenizer files unchanged" in message
-    assert not (tmp_path / "out.gguf").exists()
+    # No GGUF, and nothing of the two steps (the vocabulary, its stop file for the tensor writer) left.
+    assert only_the_model_files(tmp_path) == ["model"]
     assert not any("convert_hf_to_gguf" in target for target in tool_spares.waiting())
 
 
