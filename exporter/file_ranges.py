@@ -12,16 +12,27 @@ tensor's offset is a multiple of 32 bytes, a safetensors one of 8) the page
 cache builds the output of small folios, a page or a few at a time. A 1 MB
 pipe and writes that end on 64 KB boundaries give it 64 KB folios again.
 
+``PipeCopy.gather`` writes many short ranges one after another (a q/k
+projection's rows, regrouped): one ``splice`` per range would be a system
+call per 4 KB, so the ranges are handed to the pipe by address instead,
+a pipe's worth per ``vmsplice`` (libc's, through ctypes: Python has no
+binding) from a read-only mapping of the source; the pages are the page
+cache's, referenced, not copied, until the pipe is emptied into the output.
+
 Where a file system refuses ``splice`` (or there is no ``os.splice``), the
-rest of the range is read into memory and written, 4 MB at a time.
+rest of the range is read into memory and written, 4 MB at a time; where it
+refuses a mapping or ``vmsplice``, ``gather`` splices range by range.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
+import mmap
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -40,19 +51,31 @@ MEMORY_CHUNK: Final = 1 << 22
 _PAGE: Final = 4096
 _NO_SPLICE: Final = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
 _SMALLEST_PIPE: Final = 1 << 16
+_IOV_MAX: Final = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 Bytes = npt.NDArray[np.uint8]
+Ranges = Sequence[int] | npt.NDArray[np.int64]
+"""Where ranges start in a file: a list, or an array (as many ranges as a tensor has rows)."""
+Iovecs = npt.NDArray[np.uint64]
+"""``struct iovec`` rows: address, length."""
 
 
 class PipeCopy:
     """Copies byte ranges from file to file with ``splice`` through one pipe; one copy at a time."""
 
-    def __init__(self, pipe_bytes: int = PIPE_BYTES) -> None:
+    def __init__(self, pipe_bytes: int = PIPE_BYTES, *, by_address: bool = True) -> None:
+        """``by_address``: whether ``gather`` may hand ranges to the pipe by address (``vmsplice``)."""
         self._pipe: tuple[int, int] | None = None
         self.pipe_bytes = 0
         if hasattr(os, "splice"):
             self._pipe = os.pipe()
             self.pipe_bytes = _grow(self._pipe[1], pipe_bytes)
+        self._vmsplice = _VMSPLICE if self._pipe is not None and by_address else None
+
+    @property
+    def by_address(self) -> bool:
+        """Whether ``gather`` still hands ranges to the pipe by address (not after a refusal)."""
+        return self._vmsplice is not None
 
     @property
     def splicing(self) -> bool:
@@ -100,45 +123,112 @@ class PipeCopy:
             raise
         return done
 
-    def gather(self, src_fd: int, out_fd: int, starts: Sequence[int], length: int, out_at: int) -> None:
+    def gather(self, src_fd: int, out_fd: int, starts: Ranges, length: int, out_at: int) -> None:
         """The ranges of ``length`` bytes of ``src_fd`` at ``starts`` written one after another at ``out_at``.
 
-        Each range goes into the pipe with its own ``splice`` (the page cache's pages, not copied), and the
-        pipe is emptied into the output with one ``splice`` when it is full: one copy of each byte, and no
-        mapping of the source (whose page faults made the same gathering ~15% slower with ``pwritev``).
+        One copy of each byte, by the kernel, from the page cache's pages: handed to the pipe by
+        address (``vmsplice`` of a read-only mapping of the source, one call per pipe's worth of
+        ranges) where the system allows it, else with a ``splice`` per range; the pipe is emptied
+        into the output with one ``splice`` when it is full. Measured on the 200 MB of a 1.1B
+        model's q/k rows (4 KB ranges), best of 15 in a noisy hour: 0.083 s by address, 0.107 s
+        with a splice per range, 0.065 s to copy the same bytes unregrouped (and ~15% slower than
+        splicing with ``pwritev`` from a mapping, whose page faults the kernel takes one by one).
 
         Raises OSError(EIO) when the source ends before a range does.
         """
+        total = len(starts) * length
         written = 0  # bytes of the ranges, in order, that are in the output
-        if self._pipe is not None and length > 0:
+        for method in (self._gather_mapped, self._gather_spliced):
+            if written == total or self._pipe is None:
+                break
+            first, within = divmod(written, length)
+            if within:  # a range cut short by a refusal: its rest through memory, then whole ranges again
+                copy_through_memory(src_fd, out_fd, length - within, starts[first] + within, out_at + written)
+                first, written = first + 1, (first + 1) * length
             try:
-                written = self._gather(src_fd, out_fd, starts, length, out_at)
-            except OSError as err:
-                if err.errno not in _NO_SPLICE:
-                    raise
-                self.close()
-                written = err.done if isinstance(err, _Partial) else 0
+                written += method(src_fd, out_fd, starts[first:], length, out_at + written)
+            except _Partial as refused:
+                written += refused.done
         first, within = divmod(written, length) if length else (len(starts), 0)
         for index in range(first, len(starts)):
             skip = within if index == first else 0
             at = out_at + index * length + skip
             copy_through_memory(src_fd, out_fd, length - skip, starts[index] + skip, at)
 
-    def _gather(self, src_fd: int, out_fd: int, starts: Sequence[int], length: int, out_at: int) -> int:
+    def _per_fill(self, length: int) -> int:
+        """Ranges that surely fit in the pipe at once (one starting inside a page takes a page more)."""
+        return max(1, (self.pipe_bytes // _PAGE) // (-(-length // _PAGE) + 1))
+
+    def _empty(self, out_fd: int, filled: int, out_at: int) -> None:
+        """Writes the ``filled`` bytes in the pipe to ``out_fd`` at ``out_at``; _Partial where the
+        output refuses ``splice`` (the pipe is then closed: bytes may be left in it)."""
         assert self._pipe is not None
-        read_end, write_end = self._pipe
-        # Ranges per fill that surely fit (one starting inside a page takes a page more than its length);
-        # a pipe that fills up sooner is emptied sooner: splices into it never wait (SPLICE_F_NONBLOCK).
-        per_fill = max(1, (self.pipe_bytes // _PAGE) // (-(-length // _PAGE) + 1))
+        done = 0
+        try:
+            while done < filled:
+                done += os.splice(self._pipe[0], out_fd, filled - done, offset_dst=out_at + done)
+        except OSError as err:
+            if err.errno in _NO_SPLICE:
+                self.close()
+                raise _Partial(err.errno, err.strerror, done) from err
+            raise
+
+    def _gather_mapped(self, src_fd: int, out_fd: int, starts: Ranges, length: int, out_at: int) -> int:
+        """``gather`` with ``vmsplice``: the bytes written; _Partial after a refusal (of the mapping
+        or ``vmsplice``: this PipeCopy gathers with ``splice`` from then on)."""
+        if self._vmsplice is None or len(starts) == 0:
+            return 0
+        places = np.asarray(starts, dtype=np.int64)
+        low = int(places.min()) // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
+        end = int(places.max()) + length
+        if end > os.fstat(src_fd).st_size:  # a mapped page past the end of a file is a fault, not data
+            raise OSError(errno.EIO, f"the source ends before byte {end}")
+        try:
+            mapping = mmap.mmap(src_fd, end - low, mmap.MAP_SHARED, mmap.PROT_READ, offset=low)
+        except (OSError, ValueError) as err:
+            self._vmsplice = None
+            raise _Partial(getattr(err, "errno", None) or errno.ENODEV, str(err), 0) from err
+        try:
+            view = np.frombuffer(mapping, np.uint8)
+            vectors = np.empty((len(places), 2), np.uint64)  # struct iovec: base, length
+            vectors[:, 0] = view.ctypes.data - low + places
+            vectors[:, 1] = length
+            del view  # a mapping closes only when no view of it is left
+            return self._vmsplice_through(vectors, out_fd, length, out_at)
+        finally:
+            mapping.close()
+
+    def _vmsplice_through(self, vectors: Iovecs, out_fd: int, length: int, out_at: int) -> int:
+        """Each pipe's worth of ``vectors`` (iovecs of ``length`` bytes) into the pipe with one
+        ``vmsplice``, then into the output with one ``splice``; the bytes written."""
+        assert self._pipe is not None and self._vmsplice is not None
+        per_fill, total, done = min(self._per_fill(length), _IOV_MAX), len(vectors) * length, 0
+        while done < total:
+            row, within = divmod(done, length)
+            fill = vectors[row : row + per_fill]
+            if within:  # the kernel took part of a range: the rest of it first
+                fill = fill.copy()
+                fill[0, 0] += np.uint64(within)
+                fill[0, 1] -= np.uint64(within)
+            moved = self._vmsplice(self._pipe[1], fill.ctypes.data, len(fill), os.SPLICE_F_NONBLOCK)
+            if moved <= 0:  # the pipe is empty and the ranges fit it: a refusal (ENOSYS, EFAULT, ...)
+                code = ctypes.get_errno() if moved < 0 else errno.EIO
+                self._vmsplice = None
+                raise _Partial(code, os.strerror(code), done)
+            try:
+                self._empty(out_fd, moved, out_at + done)
+            except _Partial as stuck:
+                raise _Partial(stuck.errno or errno.EIO, stuck.strerror, done + stuck.done) from stuck
+            done += moved
+        return done
+
+    def _gather_spliced(self, src_fd: int, out_fd: int, starts: Ranges, length: int, out_at: int) -> int:
+        """``gather`` with a ``splice`` per range: the bytes written; _Partial after a refusal (the pipe
+        is then closed)."""
+        assert self._pipe is not None
+        write_end, per_fill = self._pipe[1], self._per_fill(length)
+        # A pipe that fills up sooner than counted is emptied sooner: splices into it never wait.
         written = filled = 0
-
-        def empty() -> None:
-            nonlocal written, filled
-            while filled:
-                part = os.splice(read_end, out_fd, filled, offset_dst=out_at + written)
-                written += part
-                filled -= part
-
         try:
             for index, start in enumerate(starts):
                 got = 0
@@ -154,17 +244,23 @@ class PipeCopy:
                     except BlockingIOError:
                         if not filled:
                             raise
-                        empty()
+                        self._empty(out_fd, filled, out_at + written)
+                        written, filled = written + filled, 0
                         continue
                     if part == 0:
                         raise OSError(errno.EIO, f"the source ends before byte {start + length}")
                     got += part
                     filled += part
                 if (index + 1) % per_fill == 0:
-                    empty()
-            empty()
+                    self._empty(out_fd, filled, out_at + written)
+                    written, filled = written + filled, 0
+            self._empty(out_fd, filled, out_at + written)
+            written += filled
+        except _Partial as stuck:
+            raise _Partial(stuck.errno or errno.EIO, stuck.strerror, written + stuck.done) from stuck
         except OSError as err:
             if err.errno in _NO_SPLICE:
+                self.close()  # bytes may be left in the pipe: never splice through it again
                 raise _Partial(err.errno, err.strerror, written) from err
             raise
         return written
@@ -190,6 +286,22 @@ class _Partial(OSError):
     def __init__(self, code: int, message: str | None, done: int) -> None:
         super().__init__(code, message)
         self.done = done
+
+
+def _libc_vmsplice() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``vmsplice(fd, iov, nr_segs, flags)``; None where there is none (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).vmsplice
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint]
+    function.restype = ctypes.c_ssize_t
+    return function
+
+
+_VMSPLICE: Final = _libc_vmsplice()
 
 
 def _grow(write_end: int, wanted: int) -> int:

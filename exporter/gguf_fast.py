@@ -143,12 +143,16 @@ def _run_child(
     result = _last_json_line(run.stdout)
     if result.get("written") and partial.is_file():
         logger.info(
-            "%s: f16 GGUF written by the fast path, %d tensors, %.1f s (llama.cpp's --vocab-only: %.1f s%s)",
+            "%s: f16 GGUF written by the fast path, %d tensors, %.2f s (llama.cpp's --vocab-only: %.3f s%s;"
+            " the tensor writer planned %.3f s, waited for the vocabulary %.3f s, wrote %.3f s)",
             model_dir.name,
             result.get("tensors", 0),
             time.monotonic() - started,
             vocab_run.seconds,
             ", converter started ahead" if vocab_run.started_ahead else "",
+            result.get("plan_seconds", 0.0),
+            result.get("vocab_wait_seconds", 0.0),
+            result.get("write_seconds", 0.0),
         )
         return None
     return str(result.get("declined") or f"the fast path gave no result: {run.stdout[-500:]!r}")

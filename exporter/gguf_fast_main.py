@@ -10,7 +10,8 @@ exporter moves the converter's file there once it is complete) or VOCAB.stop doe
 failed: nothing is written), then writes OUT: the converter's metadata with our tensor infos
 (``gguf_fast_header``), then the tensor data (``gguf_fast_data``).
 
-Prints one JSON line on stdout: ``{"written": true, ...}``, or ``{"declined": "<why>"}`` when the
+Prints one JSON line on stdout: ``{"written": true, ...}`` (with where its time went: planning,
+waiting for VOCAB, writing), or ``{"declined": "<why>"}`` when the
 model is not one the fast path handles (OUT is then not written; the exporter runs the converter).
 Imports neither torch nor anything of the exporter that does.
 """
@@ -59,22 +60,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         gguf = _vendored_gguf(args.tools)
         shape, plan = _plan(gguf, args.model_dir, args.outtype)
+        planned = time.monotonic()
         if args.wait_for_vocab > 0 and not wait_for_file(
             args.vocab_file, stop_file(args.vocab_file), args.wait_for_vocab
         ):
             return _decline("the converter's --vocab-only run did not complete")
         from tuneforge.exporter.gguf_fast_header import check_shape, read_vocab
 
+        arrived = time.monotonic()
         vocab = read_vocab(gguf, args.vocab_file)
         check_shape(vocab, shape)
     except Unsupported as why:
         return _decline(str(why))
     size = _write(gguf, args, vocab, plan)
+    done = time.monotonic()
     result = {
         "written": True,
         "tensors": len(plan),
         "bytes": size,
-        "seconds": round(time.monotonic() - started, 3),
+        "seconds": round(done - started, 3),
+        "plan_seconds": round(planned - started, 3),
+        "vocab_wait_seconds": round(arrived - planned, 3),
+        "write_seconds": round(done - arrived, 3),
     }
     print(json.dumps(result), flush=True)
     return 0

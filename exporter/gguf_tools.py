@@ -53,8 +53,13 @@ def tools_root() -> Path:
     return Path(configured) if configured else Path(sys.prefix) / "share" / "tuneforge" / "llama.cpp"
 
 
+@cache
 def runtime_version() -> str:
-    """The installed llama-cpp-python's version; GgufError LlamaCppMissing when it is not installed."""
+    """The installed llama-cpp-python's version; GgufError LlamaCppMissing when it is not installed.
+
+    Looked up once a process (the metadata lookup scans the installed distributions, 0.5-4 ms here,
+    and every conversion asks): the binding this process has loaded does not change under it.
+    """
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:

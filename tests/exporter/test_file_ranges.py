@@ -71,19 +71,41 @@ def test_several_copies_through_one_pipe_leave_nothing_behind(
     assert out_path.read_bytes() == expected
 
 
+@pytest.mark.parametrize("by_address", [True, False], ids=["vmsplice", "splice"])
 @pytest.mark.parametrize("length", [100, 4096, 5000, 9000])
 def test_gathered_ranges_follow_each_other(
-    source: tuple[Path, bytes], fds: tuple[int, int, Path], length: int
+    source: tuple[Path, bytes], fds: tuple[int, int, Path], length: int, by_address: bool
 ) -> None:
     src, out, out_path = fds
     rows = (SIZE - 8) // length
     # More ranges than one pipe holds, in an order that is not the file's.
     order = np.random.default_rng(length).permutation(rows)[:600]
     starts = [8 + int(row) * length for row in order]
-    with PipeCopy() as copies:
-        copies.gather(src, out, starts, length, 40)
+    with PipeCopy(by_address=by_address) as copies:
+        copies.gather(src, out, np.asarray(starts, dtype=np.int64), length, 40)
+        assert copies.by_address == by_address  # the way asked for was the way taken
     expected = bytes(40) + b"".join(source[1][start : start + length] for start in starts)
     assert out_path.read_bytes() == expected
+
+
+def test_a_source_the_kernel_will_not_map_is_gathered_with_splice(tmp_path: Path) -> None:
+    """sysfs attributes can be spliced but not mapped (ENODEV): the gather goes on with a splice per
+    range, and this PipeCopy no longer tries mapping."""
+    attribute = Path("/sys/devices/system/cpu/online")  # in every Linux with sysfs, containers too
+    data = attribute.read_bytes()
+    src = os.open(attribute, os.O_RDONLY)
+    path = tmp_path / "out.bin"
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    starts = [1, 0, 2]
+    try:
+        with PipeCopy() as copies:
+            assert copies.by_address
+            copies.gather(src, out, starts, 2, 0)
+            assert not copies.by_address and copies.splicing
+    finally:
+        os.close(src)
+        os.close(out)
+    assert path.read_bytes() == b"".join(data[start : start + 2] for start in starts)
 
 
 def test_a_pipe_larger_than_the_system_allows_is_as_large_as_it_allows(
@@ -98,12 +120,13 @@ def test_a_pipe_larger_than_the_system_allows_is_as_large_as_it_allows(
     assert out_path.read_bytes() == source[1]
 
 
-def test_a_range_past_the_end_of_the_source_is_an_error(fds: tuple[int, int, Path]) -> None:
+@pytest.mark.parametrize("by_address", [True, False], ids=["vmsplice", "splice"])
+def test_a_range_past_the_end_of_the_source_is_an_error(fds: tuple[int, int, Path], by_address: bool) -> None:
     src, out, _ = fds
-    with PipeCopy() as copies, pytest.raises(OSError) as copying:
+    with PipeCopy(by_address=by_address) as copies, pytest.raises(OSError) as copying:
         copies.copy(src, out, 5000, SIZE - 100, 0)
     assert copying.value.errno == errno.EIO
-    with PipeCopy() as copies, pytest.raises(OSError) as gathering:
+    with PipeCopy(by_address=by_address) as copies, pytest.raises(OSError) as gathering:
         copies.gather(src, out, [0, SIZE - 10], 64, 0)
     assert gathering.value.errno == errno.EIO
 
@@ -126,6 +149,26 @@ def test_an_output_the_kernel_will_not_splice_into_gets_the_bytes_through_memory
         os.close(out)
     data = source[1]
     assert path.read_bytes() == data[10:70_010] + data[5:305] + data[1000:1300]
+
+
+@pytest.mark.parametrize("by_address", [True, False], ids=["vmsplice", "splice"])
+def test_gathered_ranges_the_output_will_not_take_from_a_pipe_go_through_memory(
+    source: tuple[Path, bytes], tmp_path: Path, by_address: bool
+) -> None:
+    """The ranges reach the pipe (by address or spliced), the output refuses them (O_APPEND): they
+    are written with reads and writes, none twice or lost."""
+    src = os.open(source[0], os.O_RDONLY)
+    path = tmp_path / "appended.bin"
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    starts = [5000, 3, 2_000_000]
+    try:
+        with PipeCopy(by_address=by_address) as copies:
+            copies.gather(src, out, starts, 700, 0)
+            assert not copies.splicing
+    finally:
+        os.close(src)
+        os.close(out)
+    assert path.read_bytes() == b"".join(source[1][start : start + 700] for start in starts)
 
 
 def test_a_copy_through_memory_is_chunked_and_exact(
