@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tuneforge.exporter.gguf_fast_main import stop_file
+from tuneforge.exporter.gguf_handover import complete, handover_name
 from tuneforge.exporter.gguf_process import prestart_tool, run_tool
 from tuneforge.exporter.gguf_tensors import Unsupported, model_shape
 from tuneforge.exporter.tool_host import PATH_PREFIX
@@ -50,9 +50,9 @@ CONVERTER_PRELOAD: Final = (
     "transformers.models.llama.configuration_llama",
 )
 """What the converter imports lazily for a Llama (AutoConfig, AutoTokenizer): loaded by its spare too."""
-PACK_PRELOAD: Final = "tuneforge.exporter.gguf_pack_preload"
-"""Puts the vectorised metadata packer (``gguf_pack``) into the spare's gguf-py: the vocabulary is
-most of a ``--vocab-only`` run's time once the imports are done."""
+CONVERTER_HOOKS: Final = "tuneforge.exporter.gguf_converter_preload"
+"""Puts our hooks into the spare's gguf-py: the vectorised metadata packer (``gguf_pack``) and the
+vocabulary's early handover (``gguf_handover``)."""
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +107,10 @@ def _run_child(
     memory_limit: int | None,
 ) -> str | None:
     """Both steps side by side: the writer plans the tensors while the converter writes the vocabulary,
-    which is moved to where the writer waits for it once the converter has finished."""
+    which reaches the writer as soon as the converter has closed it (``gguf_handover``)."""
     started = time.monotonic()
     vocab = partial.with_name(partial.name + ".vocab")
-    converted = vocab.with_name(vocab.name + ".partial")
+    converted = handover_name(vocab)
     stop = stop_file(vocab)
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gguf-tensors") as pool:
@@ -132,7 +132,7 @@ def _run_child(
                     version=version,
                     memory_limit=memory_limit,
                 )
-                os.replace(converted, vocab)
+                complete(vocab)
             except BaseException:
                 stop.touch()  # the writer ends without writing; the converter's error is the one raised
                 raise
@@ -170,7 +170,7 @@ def tensors_tool() -> list[str]:
 
 def prestart(tools: Path) -> None:
     """Starts both steps' processes now, for a conversion to come (``gguf_process.prestart_tool``)."""
-    preload = (f"{PATH_PREFIX}{tools / 'gguf-py'}", PACK_PRELOAD, *CONVERTER_PRELOAD)
+    preload = (f"{PATH_PREFIX}{tools / 'gguf-py'}", CONVERTER_HOOKS, *CONVERTER_PRELOAD)
     prestart_tool(vocab_only_tool(tools), preload=preload)
     prestart_tool(tensors_tool(), preload=_tensors_preload(tools))
 

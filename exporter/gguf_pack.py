@@ -17,7 +17,7 @@ method, so its errors (mixed types, empty arrays, out of range values) are
 its own.
 
 ``install(gguf)`` patches the class of the vendored module passed in (it is
-not an installed package); ``gguf_pack_preload`` does that in a tool's spare.
+not an installed package); ``gguf_converter_preload`` does that in a tool's spare.
 """
 
 from __future__ import annotations
