@@ -22,6 +22,14 @@ cache's, referenced, not copied, until the pipe is emptied into the output.
 Where a file system refuses ``splice`` (or there is no ``os.splice``), the
 rest of the range is read into memory and written, 4 MB at a time; where it
 refuses a mapping or ``vmsplice``, ``gather`` splices range by range.
+
+``preallocate`` reserves an output's blocks before it is written
+(``fallocate``): the page cache then writes into blocks the file system has
+already allocated instead of reserving and tracking each 4 KB block as it
+comes (ext4's delayed allocation). Measured here, the same 2.2 GB copied
+into one file with ``PipeCopy``, best of 16: 0.43 s into a new file, 0.29 s
+into one preallocated first (the ``fallocate`` itself: 1-2 ms). It also
+makes a full disk an error before the first byte, not in the middle.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ MEMORY_CHUNK: Final = 1 << 22
 
 _PAGE: Final = 4096
 _NO_SPLICE: Final = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
+_NO_FALLOCATE: Final = {errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENODEV, errno.ESPIPE}
 _SMALLEST_PIPE: Final = 1 << 16
 _IOV_MAX: Final = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
@@ -302,6 +311,42 @@ def _libc_vmsplice() -> Callable[[int, int, int, int], int] | None:
 
 
 _VMSPLICE: Final = _libc_vmsplice()
+
+
+def _libc_fallocate() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``fallocate(fd, mode, offset, len)`` (the system call; ``os.posix_fallocate`` writes
+    zeros where the file system cannot allocate, which is the opposite of the point); None where
+    there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    function.restype = ctypes.c_int
+    return function
+
+
+_FALLOCATE: Final = _libc_fallocate()
+
+
+def preallocate(fd: int, start: int, end: int) -> bool:
+    """Allocates ``fd``'s blocks for bytes [start, end) (read as zeros until written) and makes the
+    file at least ``end`` bytes long; False where the file or its file system cannot (nothing done).
+
+    Raises OSError(ENOSPC) naming the size when the disk has no room for it.
+    """
+    if _FALLOCATE is None or end <= start:
+        return False
+    if _FALLOCATE(fd, 0, start, end - start) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _NO_FALLOCATE:
+        return False
+    if code == errno.ENOSPC:
+        raise OSError(code, f"no room on the disk for {end - start} bytes, which the file written needs")
+    raise OSError(code, os.strerror(code))
 
 
 def _grow(write_end: int, wanted: int) -> int:

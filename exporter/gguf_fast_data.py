@@ -48,7 +48,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from tuneforge.exporter.file_ranges import PipeCopy, read_exact, write_all
+from tuneforge.exporter.file_ranges import PipeCopy, preallocate, read_exact, write_all
 from tuneforge.exporter.gguf_fast_cast import (
     Scratch,
     bf16_to_f16,
@@ -165,6 +165,7 @@ def write_data(
     ``shared_cast_bytes``: the least output to cast for which the workers share the work.
     """
     offsets, size = layout(plan, data_start)
+    preallocate(out_fd, data_start, size)
     shared = workers > 1 and sum(t.nbytes for t in plan if _is_cast(t)) >= shared_cast_bytes
     free: queue.SimpleQueue[Buffers] = queue.SimpleQueue()
     for made in (
@@ -192,8 +193,9 @@ def write_data(
         else:
             for piece in pieces(plan, offsets):
                 worker.run(piece)
-    # The padding between tensors and after the last reads as the zeros GGUFWriter writes. Set last:
-    # writes that extend a file are faster here than writes into a hole of one made long up front.
+    # The padding between tensors and after the last reads as the zeros GGUFWriter writes: allocated
+    # as zeros by ``preallocate``, or, where the file system cannot, set last (writes that extend a
+    # file were faster here than writes into a hole of one made long up front).
     os.ftruncate(out_fd, size)
     return size
 

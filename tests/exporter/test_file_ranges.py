@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tuneforge.exporter.file_ranges import OUTPUT_ALIGN, PipeCopy, copy_through_memory
+from tuneforge.exporter.file_ranges import OUTPUT_ALIGN, PipeCopy, copy_through_memory, preallocate
 
 SIZE = 3 * (1 << 20) + 12_345
 
@@ -177,3 +178,52 @@ def test_a_copy_through_memory_is_chunked_and_exact(
     src, out, out_path = fds
     copy_through_memory(src, out, SIZE - 1, 1, 7)
     assert out_path.read_bytes() == bytes(7) + source[1][1:]
+
+
+def test_a_preallocated_file_holds_its_blocks_reads_as_zeros_and_takes_copies(
+    source: tuple[Path, bytes], fds: tuple[int, int, Path]
+) -> None:
+    """What was written before stays; the rest is allocated, zeros until a copy lands in it."""
+    src, out, out_path = fds
+    os.write(out, b"header")
+    end = SIZE + 4096 + 100
+    assert preallocate(out, 6, end)
+    status = os.fstat(out)
+    assert status.st_size == end
+    assert status.st_blocks * 512 >= end  # allocated, not a hole
+    assert out_path.read_bytes() == b"header" + bytes(end - 6)
+    with PipeCopy() as copies:
+        copies.copy(src, out, SIZE, 0, 100)
+    assert out_path.read_bytes() == b"header" + bytes(94) + source[1] + bytes(4096)
+
+
+def test_what_cannot_be_preallocated_is_left_as_it_is(tmp_path: Path) -> None:
+    """A pipe (ESPIPE) and a character device (ENODEV): nothing allocated, no error; an empty range too."""
+    read_end, write_end = os.pipe()
+    null = os.open(os.devnull, os.O_WRONLY)
+    path = tmp_path / "empty.bin"
+    path.write_bytes(b"")
+    regular = os.open(path, os.O_WRONLY)
+    try:
+        assert not preallocate(write_end, 0, 1 << 20)
+        assert not preallocate(null, 0, 1 << 20)
+        assert not preallocate(regular, 10, 10)
+        assert os.fstat(regular).st_size == 0
+    finally:
+        for fd in (read_end, write_end, null, regular):
+            os.close(fd)
+
+
+def test_a_disk_without_room_is_an_error_before_anything_is_written() -> None:
+    """tmpfs (/dev/shm) allocates for real and has a size: a petabyte does not fit."""
+    shm = Path("/dev/shm")
+    assert shm.is_dir(), "these tests need Linux's /dev/shm (tmpfs)"
+    fd, name = tempfile.mkstemp(dir=shm)
+    try:
+        with pytest.raises(OSError, match=f"no room on the disk for {1 << 50} bytes") as raised:
+            preallocate(fd, 0, 1 << 50)
+        assert raised.value.errno == errno.ENOSPC
+        assert os.fstat(fd).st_size == 0
+    finally:
+        os.close(fd)
+        os.unlink(name)

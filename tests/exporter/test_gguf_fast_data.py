@@ -7,7 +7,9 @@ beside kernel copies and regrouped rows, and the file is compared with what a pl
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +113,22 @@ def test_the_file_holds_every_tensor_at_its_aligned_place(
     ends = [offset + len(want) for offset, want in zip(offsets, expected, strict=True)]
     gaps = [(len(HEADER), start), *zip(ends, [*offsets[1:], end], strict=True)]
     assert all(set(written[a:b]) <= {0} for a, b in gaps)
+
+
+def test_an_output_the_disk_has_no_room_for_is_refused_before_a_source_is_opened(tmp_path: Path) -> None:
+    """The output's blocks are allocated before anything is copied (tmpfs, /dev/shm, allocates for real):
+    a petabyte tensor fails with ENOSPC, its missing source never read, the file as it was."""
+    huge = SourceTensor("huge", "F16", (1 << 49,), tmp_path / "missing.safetensors", 8, 1 << 50)
+    fd, name = tempfile.mkstemp(dir="/dev/shm")
+    try:
+        os.write(fd, HEADER)
+        with pytest.raises(OSError, match="no room on the disk") as raised:
+            write_data([PlannedTensor("huge", huge, "F16", None)], fd, ALIGNMENT, workers=1)
+        assert raised.value.errno == errno.ENOSPC
+        assert os.fstat(fd).st_size == len(HEADER)
+    finally:
+        os.close(fd)
+        os.unlink(name)
 
 
 @pytest.mark.parametrize("workers", [1, 3])
