@@ -19,6 +19,12 @@ out and, if it must be cast, one q/k projection (``buffers_for``), made
 before the first byte is written; the shards' mappings add address space,
 not memory (gguf-py maps every shard whole for the converter too).
 
+The output's blocks are allocated before the first byte is written
+(``file_ranges.preallocate``): ext4 then no longer reserves and tracks each
+4 KB block as the page cache takes it. The data of a 1.1B f16 checkpoint
+(2.2 GB) took 0.47-0.49 s without, 0.33-0.35 s with (best of 12, against
+0.44 s for a plain copy of the shards into one new file).
+
 Why this shape, measured on a 2-core VM against a plain kernel copy of the
 same 2.2 GB (0.53-0.55 s for the shards as whole files): the copy is bound
 by memory bandwidth, and anything moving memory on the other core at the

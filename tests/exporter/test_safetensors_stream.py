@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import struct
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,15 @@ def test_the_library_reads_what_it_streams(tmp_path: Path) -> None:
     assert all(torch.equal(loaded[name], tensor) for name, tensor in TENSORS.items())
     (length,) = struct.unpack("<Q", path.read_bytes()[:8])
     assert length % 8 == 0
+
+
+def test_a_file_the_disk_has_no_room_for_fails_before_a_tensor_is_written() -> None:
+    """The writer allocates the declared data's blocks first; tmpfs (/dev/shm) allocates for real."""
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as folder:
+        planned = [OutputTensor("small", "F32", (4,)), OutputTensor("huge", "F16", (1 << 49,))]
+        with pytest.raises(OSError, match="no room on the disk") as raised:
+            StreamingWriter(Path(folder) / "w.safetensors", planned, {})
+        assert raised.value.errno == errno.ENOSPC
 
 
 def test_the_writer_holds_to_what_was_declared(tmp_path: Path) -> None:
