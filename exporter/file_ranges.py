@@ -43,7 +43,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -297,38 +297,31 @@ class _Partial(OSError):
         self.done = done
 
 
-def _libc_vmsplice() -> Callable[[int, int, int, int], int] | None:
-    """libc's ``vmsplice(fd, iov, nr_segs, flags)``; None where there is none (not Linux)."""
+def _linux_libc(name: str, argtypes: list[Any], restype: Any) -> Callable[[int, int, int, int], int] | None:
+    """libc's ``name`` (errno kept for ``ctypes.get_errno``); None where there is none (not Linux)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        function = ctypes.CDLL(None, use_errno=True).vmsplice
+        function = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    function.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint]
-    function.restype = ctypes.c_ssize_t
-    return function
+    function.argtypes = argtypes
+    function.restype = restype
+    return cast(Callable[[int, int, int, int], int], function)
 
 
-_VMSPLICE: Final = _libc_vmsplice()
-
-
-def _libc_fallocate() -> Callable[[int, int, int, int], int] | None:
-    """libc's ``fallocate(fd, mode, offset, len)`` (the system call; ``os.posix_fallocate`` writes
-    zeros where the file system cannot allocate, which is the opposite of the point); None where
-    there is none."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).fallocate
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    function.restype = ctypes.c_int
-    return function
-
-
-_FALLOCATE: Final = _libc_fallocate()
+_VMSPLICE: Final = _linux_libc(
+    "vmsplice",  # vmsplice(fd, iov, nr_segs, flags): Python has no binding
+    [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint],
+    ctypes.c_ssize_t,
+)
+_FALLOCATE: Final = _linux_libc(
+    # fallocate(fd, mode, offset, len), the system call: os.posix_fallocate writes zeros where the
+    # file system cannot allocate, which is the opposite of the point.
+    "fallocate",
+    [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64],
+    ctypes.c_int,
+)
 
 
 def preallocate(fd: int, start: int, end: int) -> bool:
